@@ -1,0 +1,46 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   — install, start a local Prefect server with UI, serve the deployments, run a demonstration year
+#   make test   — install (LibreOffice included) and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.prefect-home
+
+.PHONY: install demo down test lint bench libreoffice clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@echo "installing dependencies (pinned in constraints.txt) …"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	@$(BIN)/styrkedja demo
+
+down:
+	@if [ -x $(BIN)/styrkedja ]; then $(BIN)/styrkedja down; else echo "nothing installed"; fi
+
+libreoffice:
+	@command -v soffice >/dev/null 2>&1 || { \
+	  echo "installing LibreOffice (writer, calc) …"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    libreoffice-writer libreoffice-calc >/dev/null; }
+
+test: install libreoffice
+	@$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+bench: install
+	@$(BIN)/python -m bench
+
+clean: down
+	rm -rf var .prefect-home

@@ -1,0 +1,245 @@
+"""Load and validate a configuration file once, into typed objects.
+
+Every problem becomes a `ConfigError` with one line naming the file, the field and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from config.schema import PHASE_IDS, OrgConfig
+from models.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent
+SAMPLES = {"region": CONFIG_DIR / "region.yaml", "municipality": CONFIG_DIR / "municipality.yaml"}
+MAX_CONFIG_BYTES = 2_000_000
+# Plan years the calendar rules are checked against: one leap year and one ordinary year.
+CHECK_YEARS = (2027, 2028)
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("STYRKEDJA_CONFIG", SAMPLES["region"]))
+
+
+def resolve_config_path(name_or_path: str | Path | None) -> Path:
+    if name_or_path is None:
+        return default_config_path()
+    if str(name_or_path) in SAMPLES:
+        return SAMPLES[str(name_or_path)]
+    return Path(name_or_path)
+
+
+def _loc(loc: tuple[object, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_config(path: str | Path | None = None) -> OrgConfig:
+    p = resolve_config_path(path)
+    return _load_cached(str(p.resolve()) if p.exists() else str(p), _mtime(p))
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, _mtime: float) -> OrgConfig:
+    return parse_config(Path(path))
+
+
+def parse_config(path: Path) -> OrgConfig:
+    name = str(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ConfigError(name, "(file)", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(name, "(file)", f"cannot be read: {exc.strerror}") from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(name, "(file)", f"is {size} bytes; at most {MAX_CONFIG_BYTES} allowed")
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "(file)", f"is not UTF-8 text (byte {exc.start})") from None
+    except IsADirectoryError:
+        raise ConfigError(name, "(file)", "is a folder, not a file") from None
+    try:
+        data = yaml.safe_load(raw_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(name, where, f"broken YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(name, "(file)", "is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(name, "(top level)", f"expected a mapping, got {type(data).__name__}")
+    try:
+        cfg = OrgConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(name, _loc(tuple(err["loc"])), f"{err['msg']} (value: {_short(err.get('input'))})") from None
+    check_references(cfg, name)
+    check_calendar(cfg, name)
+    return cfg
+
+
+def _unique(items: list[str], what: str, file: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item in seen:
+            raise ConfigError(file, f"{what}[{i}].id", f"duplicate id {item!r}")
+        seen.add(item)
+
+
+def check_references(cfg: OrgConfig, file: str) -> None:
+    level_ids = [lv.id for lv in cfg.levels]
+    unit_ids = {u.id for u in cfg.units}
+    channel_ids = {c.id for c in cfg.channels}
+    _unique(level_ids, "levels", file)
+    _unique([u.id for u in cfg.units], "units", file)
+    _unique([c.id for c in cfg.channels], "channels", file)
+    _unique([p.id for p in cfg.wheel.phases], "wheel.phases", file)
+    _unique([g.id for g in cfg.goals], "goals", file)
+    dated = [m.id for m in cfg.wheel.milestones] + [m.id for m in cfg.wheel.meetings]
+    _unique(dated, "wheel.milestones/meetings", file)
+
+    for i, u in enumerate(cfg.units):
+        here = f"units[{i}]"
+        if u.level not in level_ids:
+            raise ConfigError(file, f"{here}.level", f"unknown level {u.level!r}")
+        for j, c in enumerate(u.contacts):
+            if c.channel not in channel_ids:
+                raise ConfigError(file, f"{here}.contacts[{j}].channel", f"unknown channel {c.channel!r}")
+        if u.parent is None:
+            if level_ids.index(u.level) != 0:
+                raise ConfigError(file, f"{here}.parent", f"unit {u.id!r} below the top level needs a parent")
+            continue
+        if u.parent not in unit_ids:
+            raise ConfigError(file, f"{here}.parent", f"unknown unit {u.parent!r}")
+        parent = cfg.unit(u.parent)
+        if level_ids.index(parent.level) > level_ids.index(u.level):
+            raise ConfigError(file, f"{here}.parent", f"{u.parent!r} is on a lower level than {u.id!r}")
+    _check_tree_acyclic(cfg, file)
+
+    roles = cfg.organisation.roles
+    for role in ("assembly", "executive_board", "working_committee", "finance"):
+        uid = getattr(roles, role)
+        if uid not in unit_ids:
+            raise ConfigError(file, f"organisation.roles.{role}", f"unknown unit {uid!r}")
+
+    phase_ids = [p.id for p in cfg.wheel.phases]
+    for i, p in enumerate(cfg.wheel.phases):
+        if p.id not in PHASE_IDS:
+            raise ConfigError(
+                file,
+                f"wheel.phases[{i}].id",
+                f"unknown phase {p.id!r} (known: {', '.join(PHASE_IDS)})",
+            )
+        if p.owner not in unit_ids:
+            raise ConfigError(file, f"wheel.phases[{i}].owner", f"unknown unit {p.owner!r}")
+        if p.receipt_deadline not in dated:
+            raise ConfigError(
+                file,
+                f"wheel.phases[{i}].receipt_deadline",
+                f"unknown milestone {p.receipt_deadline!r}",
+            )
+    for pid in PHASE_IDS:
+        if pid not in phase_ids:
+            raise ConfigError(file, "wheel.phases", f"phase {pid!r} is missing")
+
+    reserved = {f"{p}_{edge}" for p in PHASE_IDS for edge in ("start", "end")}
+    for what, items in (("milestones", cfg.wheel.milestones), ("meetings", cfg.wheel.meetings)):
+        for i, item in enumerate(items):
+            if item.id in reserved:
+                raise ConfigError(file, f"wheel.{what}[{i}].id", f"id {item.id!r} is reserved for a phase window")
+    for i, m in enumerate(cfg.wheel.milestones):
+        if m.phase not in phase_ids:
+            raise ConfigError(file, f"wheel.milestones[{i}].phase", f"unknown phase {m.phase!r}")
+        if m.owner not in unit_ids:
+            raise ConfigError(file, f"wheel.milestones[{i}].owner", f"unknown unit {m.owner!r}")
+    for i, mt in enumerate(cfg.wheel.meetings):
+        if mt.phase not in phase_ids:
+            raise ConfigError(file, f"wheel.meetings[{i}].phase", f"unknown phase {mt.phase!r}")
+        if mt.organiser not in unit_ids:
+            raise ConfigError(file, f"wheel.meetings[{i}].organiser", f"unknown unit {mt.organiser!r}")
+        for j, part in enumerate(mt.participants):
+            if part not in unit_ids:
+                raise ConfigError(file, f"wheel.meetings[{i}].participants[{j}]", f"unknown unit {part!r}")
+
+    committee_ids = {u.id for u in cfg.committees()}
+    for i, g in enumerate(cfg.goals):
+        for j, t in enumerate(g.targeted):
+            if t not in committee_ids:
+                raise ConfigError(file, f"goals[{i}].targeted[{j}]", f"unknown committee {t!r}")
+    for uid in cfg.budget.frames:
+        if uid not in committee_ids:
+            raise ConfigError(file, f"budget.frames.{uid}", f"unknown committee {uid!r}")
+        if cfg.budget.frames[uid] < 0:
+            raise ConfigError(file, f"budget.frames.{uid}", f"negative frame {cfg.budget.frames[uid]}")
+    for field, months in (
+        ("monthly_checks", cfg.follow_up.monthly_checks),
+        ("forecasts", cfg.follow_up.forecasts),
+    ):
+        for j, month in enumerate(months):
+            if not 1 <= month <= 12:
+                raise ConfigError(file, f"follow_up.{field}[{j}]", f"month must be 1–12, got {month}")
+
+
+def _check_tree_acyclic(cfg: OrgConfig, file: str) -> None:
+    parent = {u.id: u.parent for u in cfg.units}
+    for i, u in enumerate(cfg.units):
+        seen = [u.id]
+        cur = parent[u.id]
+        while cur is not None:
+            if cur in seen:
+                raise ConfigError(file, f"units[{i}].parent", f"loop in the tree: {' → '.join([*seen, cur])}")
+            seen.append(cur)
+            cur = parent[cur]
+
+
+def check_calendar(cfg: OrgConfig, file: str) -> None:
+    """Resolve every date rule for two sample years so that a rule that cannot work fails now."""
+    # The calendar and the wheel are pure functions of the config; importing them here adds no cycle.
+    from tasks.calendar import RuleError, RuleSpec, parse_rule, resolve_rules
+    from tasks.wheel import rule_fields, rule_specs
+
+    fields = rule_fields(cfg)
+    for key, field in fields.items():
+        try:
+            parse_rule(rule_specs(cfg)[key].rule)
+        except RuleError as exc:
+            raise ConfigError(file, field, str(exc)) from None
+    followup = {f"interim_{j}": text for j, text in enumerate(cfg.follow_up.interim_reports)}
+    followup["annual"] = cfg.follow_up.annual_report
+    followup_fields = {f"interim_{j}": f"follow_up.interim_reports[{j}]" for j in range(len(cfg.follow_up.interim_reports))}
+    followup_fields["annual"] = "follow_up.annual_report"
+    for key, text in followup.items():
+        try:
+            parse_rule(text)
+        except RuleError as exc:
+            raise ConfigError(file, followup_fields[key], str(exc)) from None
+    followup_specs = {k: RuleSpec(t, 0, "keep") for k, t in followup.items()}
+    for year in CHECK_YEARS:
+        for specs, where in ((rule_specs(cfg), fields), (followup_specs, followup_fields)):
+            try:
+                resolve_rules(specs, year)
+            except RuleError as exc:
+                field = where.get(exc.rule_id or "", "wheel")
+                raise ConfigError(file, field, f"{exc} (plan year {year})") from None

@@ -1,0 +1,40 @@
+"""Phase flow: activity plans."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow
+
+from flows.phase_runner import run_phase
+
+DESCRIPTION = (
+    "Aktivitetsplaner och detaljbudget (okt–dec): varje förvaltning bryter ned verksamhetsplanen per enhet; enheterna kvitterar sina aktiviteter och sin budget."
+)
+
+
+@flow(name="activity-plans", description=DESCRIPTION, persist_result=True, validate_parameters=True)
+def activity_plans(
+    year: int,
+    as_of: date | None = None,
+    override: bool = False,
+    reason: str = "",
+    wait: bool = True,
+    config: str | None = None,
+    actor: str = "ekonomistaben",
+) -> dict[str, Any]:
+    """Run the phase for plan year `year`.
+
+    Args:
+        year: Planåret (t.ex. 2028).
+        as_of: Simulerat datum (demonstration); tomt = i dag.
+        override: Starta trots att föregående fas saknar kvittenser (kräver motivering).
+        reason: Motivering till override; sparas i granskningsloggen.
+        wait: Vänta (pausa körningen) tills alla kvittenser är signerade.
+        config: Konfigurationsfil eller 'region'/'municipality'; tomt = standard.
+        actor: Vem som startar fasen (granskningsloggen).
+    """
+    return run_phase(
+        "activity_plans", year=year, as_of=as_of, override=override, reason=reason, wait=wait, config=config, actor=actor
+    )

@@ -1,0 +1,477 @@
+"""The `styrkedja` command line: for the finance department, secretaries and operators.
+
+A user's mistake prints one line and exits 2; heavy imports (Prefect) happen inside the commands
+that need them, so `status` and `receipt list` answer quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import UserError
+
+app = typer.Typer(
+    help=(
+        "Styrkedja orchestrates the yearly planning and budget cycle of a Swedish region or municipality: "
+        "each phase is a Prefect flow, every handoff between levels a signed receipt (kvittens)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+receipt_app = typer.Typer(help="List, show, sign and dispute handoff receipts (kvittenser).", no_args_is_help=True)
+app.add_typer(receipt_app, name="receipt")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Configuration file, or 'region' / 'municipality' for the samples."),
+]
+YearOpt = Annotated[int | None, typer.Option("--year", "-y", help="Plan year; default: the latest cycle (or next year).")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _cfg(config: str | None) -> Any:
+    from config.loader import load_config
+
+    return load_config(config)
+
+
+def _db() -> None:
+    from models.migrate import upgrade
+
+    upgrade()
+
+
+def _year(cfg: Any, year: int | None) -> int:
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.tables import Cycle
+    from tasks.cycle import check_year
+
+    if year is not None:
+        return check_year(year)
+    with session_scope() as s:
+        latest = s.exec(
+            select(Cycle).where(Cycle.organisation_id == cfg.organisation.id).order_by(Cycle.year.desc())  # type: ignore[attr-defined]
+        ).first()
+    return latest.year if latest else date.today().year + 1
+
+
+def _phase_id(name: str) -> str:
+    from config.schema import PHASE_IDS
+
+    pid = name.replace("-", "_").lower()
+    if pid not in PHASE_IDS:
+        raise UserError(f"phase: unknown phase {name!r} (known: {', '.join(p.replace('_', '-') for p in PHASE_IDS)})")
+    return pid
+
+
+@app.command("validate-config")
+@user_errors
+def validate_config(
+    path: Annotated[str | None, typer.Argument(help="File to check, or 'region' / 'municipality'; default: the active one.")] = None,
+) -> None:
+    """Check a configuration file: structure, references, and every date rule resolved for two years.
+
+    Prints a summary when valid; a one-line error naming file, field and value (exit 2) when not.
+    Nothing is written.
+    """
+    from config.loader import resolve_config_path
+    from tasks.wheel import resolve_wheel
+
+    cfg = _cfg(path)
+    wheel = resolve_wheel(cfg, date.today().year + 1)
+    out.print(f"[green]ok[/green] {resolve_config_path(path)}: {cfg.organisation.name}")
+    t = Table("level", "units", title="Organisation")
+    for lv in cfg.levels:
+        t.add_row(lv.name, str(len(cfg.units_at(lv.id))))
+    out.print(t)
+    t = Table("phase", "from", "to", "receipts due", title=f"Annual wheel, plan year {wheel.plan_year}")
+    for p in cfg.wheel.phases:
+        start, end = wheel.phase_window(p.id)
+        t.add_row(p.name, str(start), str(end), str(wheel[p.receipt_deadline]))
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def run(
+    phase: Annotated[str, typer.Argument(help="preparation, planning-prerequisites, committee-feedback, regional-plan, operational-plans, activity-plans or follow-up.")],
+    year: YearOpt = None,
+    config: ConfigOpt = None,
+    occasion: Annotated[str | None, typer.Option(help="Follow-up occasion, e.g. delar-2028-08-31 (follow-up only).")] = None,
+    override: Annotated[bool, typer.Option(help="Start although the previous phase's receipts are missing.")] = False,
+    reason: Annotated[str, typer.Option(help="Why the override is needed; written to the audit log.")] = "",
+    wait: Annotated[bool, typer.Option(help="Through a deployment: suspend until all receipts are signed.")] = True,
+    local: Annotated[bool, typer.Option(help="Run in this process instead of through the served deployment.")] = False,
+    actor: Annotated[str, typer.Option(help="Who triggers the phase (audit log).")] = "ekonomistaben",
+) -> None:
+    """Trigger a phase for a plan year.
+
+    The phase first checks its gate: the receipts the previous phase must have collected. Missing
+    receipts stop it with a list (exit 2) unless --override --reason "..." is given (audited).
+    Through the served deployment (default when `styrkedja serve` runs) the run suspends while it
+    waits for receipts and resumes when the last one is signed; with --local it runs here and
+    records the phase as waiting.
+    """
+    cfg = _cfg(config)
+    pid = _phase_id(phase)
+    y = _year(cfg, year)
+    if override and not reason.strip():
+        raise UserError("--override needs --reason \"...\" saying why")
+    if pid != "follow_up" and occasion:
+        raise UserError(f"--occasion: only the follow-up phase has occasions (phase: {phase})")
+    if occasion:
+        from tasks.followup_calendar import find_occasion
+
+        find_occasion(cfg, y, occasion)
+    _db()
+    from flows import local_server
+
+    params: dict[str, Any] = {"year": y, "override": override, "reason": reason, "wait": wait, "config": config, "actor": actor}
+    if pid == "follow_up":
+        params["occasion"] = occasion
+    if not local and local_server.is_healthy() and local_server._deployments_registered():
+        from prefect.deployments import run_deployment
+
+        from flows.registry import PHASE_FLOWS, deployment_name
+
+        fr = run_deployment(deployment_name(PHASE_FLOWS[pid]), parameters=params, timeout=0)
+        out.print(f"triggered {pid} for {y}: flow run {fr.id}\n{local_server.ui_url()}/runs/flow-run/{fr.id}")
+        return
+    from flows.registry import PHASE_FLOWS
+
+    params["wait"] = False
+    result = _run_flow_reporting_user_errors(PHASE_FLOWS[pid], params)
+    _print_summary([result])
+
+
+def _run_flow_reporting_user_errors(flow_obj: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Run a flow here; a UserError inside it (a gate not met) reaches the user as one line."""
+    state = flow_obj(**params, return_state=True)
+    if state.is_completed():
+        return state.result()
+    try:
+        state.result()
+    except UserError:
+        raise
+    except Exception as exc:  # a real failure: say where to look, keep the type
+        raise SystemExit(f"phase failed: {type(exc).__name__}: {exc}") from exc
+    raise SystemExit(f"phase ended in state {state.type}")
+
+
+def _print_summary(results: list[dict[str, Any]]) -> None:
+    t = Table("phase", "occasion", "state", "documents", "receipts agreed", "notifications sent", title="Phases")
+    for r in results:
+        t.add_row(
+            r["phase_name"],
+            r.get("occasion") or "",
+            r["state"],
+            str(r["documents_total"]),
+            f"{r['receipts_agreed']} / {r['receipts_total']}",
+            str(r["notifications_sent"]),
+        )
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def status(
+    year: YearOpt = None,
+    config: ConfigOpt = None,
+    phase: Annotated[str | None, typer.Option(help="Show this phase's receipts one by one.")] = None,
+) -> None:
+    """Where the cycle stands: each phase's window, state and receipts (the same rows as the UI artifacts)."""
+    from models.db import session_scope
+    from tasks.cycle import get_cycle
+    from tasks.progress import phase_statuses, receipt_rows
+
+    cfg = _cfg(config)
+    _db()
+    y = _year(cfg, year)
+    with session_scope() as s:
+        cycle = get_cycle(s, cfg, y)
+        if cycle is None:
+            out.print(f"No cycle for {y} yet: start it with `styrkedja run preparation --year {y}`.")
+            return
+        statuses = phase_statuses(s, cfg, cycle.id, y)  # type: ignore[arg-type]
+        rows = receipt_rows(s, cfg, cycle.id, _phase_id(phase)) if phase else []  # type: ignore[arg-type]
+    t = Table("phase", "window", "state", "receipts agreed", title=f"{cfg.organisation.name}, plan year {y}")
+    for st in statuses:
+        colour = {"completed": "green", "waiting": "yellow", "failed": "red"}.get(st.state, "white")
+        t.add_row(
+            st.name, f"{st.window[0]} – {st.window[1]}", f"[{colour}]{st.state}[/{colour}]", f"{st.agreed} / {st.total}"
+        )
+    out.print(t)
+    if rows:
+        _receipt_table(rows, f"Receipts: {phase}")
+
+
+def _receipt_table(rows: list[dict[str, str]], title: str) -> None:
+    t = Table(*rows[0].keys(), title=title)
+    for r in rows:
+        t.add_row(*r.values())
+    out.print(t)
+
+
+@receipt_app.command("list")
+@user_errors
+def receipt_list(
+    year: YearOpt = None,
+    config: ConfigOpt = None,
+    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Only receipts this unit sends or receives.")] = None,
+    state: Annotated[str | None, typer.Option(help="issued, acknowledged, agreed, disputed or superseded.")] = None,
+) -> None:
+    """List the current receipts of a cycle (superseded versions with --state superseded)."""
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.tables import Receipt, ReceiptState
+    from tasks.cycle import get_cycle
+    from tasks.progress import _row
+
+    cfg = _cfg(config)
+    _db()
+    y = _year(cfg, year)
+    if state is not None and state not in {s.value for s in ReceiptState}:
+        raise UserError(f"--state: unknown state {state!r} (known: {', '.join(s.value for s in ReceiptState)})")
+    with session_scope() as s:
+        cycle = get_cycle(s, cfg, y)
+        if cycle is None:
+            raise UserError(f"--year: no cycle for {y}")
+        q = select(Receipt).where(Receipt.cycle_id == cycle.id)
+        if phase:
+            q = q.where(Receipt.phase == _phase_id(phase))
+        if unit:
+            q = q.where((Receipt.sender_unit == unit) | (Receipt.receiver_unit == unit))
+        q = q.where(Receipt.state == state) if state else q.where(Receipt.state != ReceiptState.SUPERSEDED)
+        rows = [_row(cfg, r) for r in s.exec(q.order_by(Receipt.id))]
+    if not rows:
+        out.print("No receipts match.")
+        return
+    _receipt_table(rows, f"Receipts, plan year {y}")
+
+
+@receipt_app.command("show")
+@user_errors
+def receipt_show(receipt_id: Annotated[int, typer.Argument(help="Receipt id.")], config: ConfigOpt = None) -> None:
+    """Everything about one receipt: handoff, document, purpose, state, signature and history."""
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.tables import AuditEntry, Document
+    from tasks.receipts import get_receipt
+
+    _cfg(config)
+    _db()
+    with session_scope() as s:
+        r = get_receipt(s, receipt_id)
+        doc = s.get(Document, r.document_id) if r.document_id else None
+        history = list(s.exec(select(AuditEntry).where(AuditEntry.subject == r.key).order_by(AuditEntry.at)))
+    t = Table(show_header=False, title=f"Receipt {r.id}")
+    for k, v in [
+        ("key", r.key),
+        ("handoff", f"{r.sender_unit} → {r.receiver_unit} ({r.direction})"),
+        ("phase", r.phase),
+        ("version", str(r.version) + (f" (replaces receipt {r.supersedes_id})" if r.supersedes_id else "")),
+        ("document", f"{doc.title} — {doc.relpath}" if doc else "-"),
+        ("content hash", r.content_hash),
+        ("purpose", r.purpose),
+        ("deadline", str(r.deadline)),
+        ("state", str(r.state)),
+        ("signed by", f"{r.signed_by or '-'} {r.signed_at or ''}"),
+        ("on behalf, reason", r.on_behalf_reason or "-"),
+        ("comment", r.comment or "-"),
+    ]:
+        t.add_row(k, v)
+    out.print(t)
+    for h in history:
+        out.print(f"  {h.at:%Y-%m-%d %H:%M} {h.action} by {h.actor}" + (f" — {h.reason}" if h.reason else ""))
+
+
+def _decide(
+    receipt_id: int, signatory: str | None, code: str | None, comment: str | None, on_behalf: bool, reason: str,
+    actor: str, config: str | None, dispute: bool,
+) -> None:
+    from tasks import receipts
+
+    cfg = _cfg(config)
+    _db()
+    if on_behalf and not reason.strip():
+        raise UserError("--on-behalf needs --reason \"...\" (recorded in the audit log)")
+    req = receipts.SignRequest(
+        receipt_id=receipt_id,
+        signatory=signatory,
+        code=code,
+        comment=comment,
+        actor=actor or signatory or "operatör",
+        operator_reason=reason if on_behalf else None,
+    )
+    r = receipts.dispute(cfg, req) if dispute else receipts.sign(cfg, req)
+    out.print(f"receipt {r.id}: [bold]{r.state}[/bold] by {r.signed_by}")
+    from flows import local_server
+
+    if local_server.is_healthy():
+        from tasks.waiting import resume_if_ready
+
+        if resume_if_ready(r.cycle_id, r.phase, req.actor, wait_s=5):
+            out.print(f"phase {r.phase} resumed")
+
+
+SignatoryOpt = Annotated[str | None, typer.Option(help="Your signatory id in the receiving unit.")]
+CodeOpt = Annotated[str | None, typer.Option(help="The one-time code from the e-mail that delivered the document.")]
+OnBehalfOpt = Annotated[bool, typer.Option(help="Operator: sign on the receiving unit's behalf (needs --reason).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why an operator signs on the unit's behalf (audit log).")]
+ActorOpt = Annotated[str, typer.Option(help="Your name, for the audit log.")]
+
+
+@receipt_app.command("sign")
+@user_errors
+def receipt_sign(
+    receipt_id: Annotated[int, typer.Argument(help="Receipt id.")],
+    signatory: SignatoryOpt = None,
+    code: CodeOpt = None,
+    comment: Annotated[str | None, typer.Option(help="Optional comment.")] = None,
+    on_behalf: OnBehalfOpt = False,
+    reason: ReasonOpt = "",
+    actor: ActorOpt = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Agree on a receipt's content and purpose, as a signatory of the receiving unit.
+
+    The last signature of a phase resumes its waiting run.
+    """
+    _decide(receipt_id, signatory, code, comment, on_behalf, reason, actor, config, dispute=False)
+
+
+@receipt_app.command("dispute")
+@user_errors
+def receipt_dispute(
+    receipt_id: Annotated[int, typer.Argument(help="Receipt id.")],
+    comment: Annotated[str, typer.Option(help="What the sender must change (required).")],
+    signatory: SignatoryOpt = None,
+    code: CodeOpt = None,
+    on_behalf: OnBehalfOpt = False,
+    reason: ReasonOpt = "",
+    actor: ActorOpt = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Dispute a receipt: the sender is asked for a new version, whose receipt supersedes this one."""
+    _decide(receipt_id, signatory, code, comment, on_behalf, reason, actor, config, dispute=True)
+
+
+@app.command()
+@user_errors
+def resume(
+    phase: Annotated[str, typer.Argument(help="The waiting phase.")],
+    reason: Annotated[str, typer.Option(help="Why the phase goes on without all receipts (required, audited).")],
+    year: YearOpt = None,
+    config: ConfigOpt = None,
+    actor: ActorOpt = "operatör",
+) -> None:
+    """Operator override: resume a phase that waits for receipts, with a reason."""
+    from models.db import session_scope
+    from tasks.cycle import get_cycle
+    from tasks.waiting import resume_if_ready
+
+    cfg = _cfg(config)
+    _db()
+    y = _year(cfg, year)
+    if not reason.strip():
+        raise UserError("--reason: a reason is required")
+    with session_scope() as s:
+        cycle = get_cycle(s, cfg, y)
+    if cycle is None:
+        raise UserError(f"--year: no cycle for {y}")
+    if not resume_if_ready(cycle.id, _phase_id(phase), actor, force_reason=reason):  # type: ignore[arg-type]
+        raise UserError(f"phase {phase}: no suspended run to resume for {y}")
+    out.print(f"phase {phase} resumed")
+
+
+@app.command()
+def serve() -> None:
+    """Serve every deployment (phases and sign-receipt) to the Prefect API; runs until stopped."""
+    from prefect import serve as prefect_serve
+
+    from flows.registry import deployments
+
+    _db()
+    prefect_serve(*deployments(), limit=8)
+
+
+@app.command()
+@user_errors
+def demo(
+    config: ConfigOpt = "region",
+    year: Annotated[int, typer.Option(help="Plan year of the demonstration.")] = 2028,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty application database and output folder.")] = False,
+) -> None:
+    """Run a whole demonstration year: every phase and follow-up through the served deployments,
+    receipts signed by a simulated receiver reading the one-time codes from a local mail server.
+
+    Starts the local Prefect server (with its UI) and the serving process if they are not
+    running, and leaves them up for browsing; `styrkedja down` stops them.
+    """
+    from flows.demo import run_demo
+
+    run_demo(config or "region", year, fresh, out)
+
+
+@app.command()
+def down() -> None:
+    """Stop the local Prefect server and the serving process started by `demo`."""
+    from flows.local_server import stop_all
+
+    stopped = stop_all()
+    out.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@app.command("init-db")
+@user_errors
+def init_db() -> None:
+    """Create or upgrade the application database (Alembic migrations) at STYRKEDJA_DATABASE_URL."""
+    from models.db import database_url
+
+    _db()
+    out.print(f"database at head: {database_url().split('@')[-1]}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in {"--version", "-V"}:
+        print("styrkedja 0.1.0")
+        return
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""A whole demonstration year on the embedded defaults.
+
+Every phase runs through its served deployment, exactly as the finance department would trigger
+it. Receivers are simulated: they read the one-time codes from the e-mails a local mail server
+received, sign — and one of them disputes once, so a new version is issued and signed — and the
+last signature resumes the waiting phase.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from models.db import home, output_root
+from models.errors import UserError
+
+PHASE_TIMEOUT_S = 300
+DISPUTING_PHASE = "committee_feedback"
+_RECEIPT_RE = re.compile(r"Kvittens(?:-id)?:\s*(\d+)", re.IGNORECASE)
+_CODE_RE = re.compile(r"(?i:engångskod|kod):\s*([A-Z0-9]{8})\b")
+
+
+@dataclass
+class MailSink:
+    """A local SMTP server that keeps every message (and writes it to var/mail/ for a look)."""
+
+    port: int
+    folder: Path
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+                msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                sink.messages.append(msg)  # type: ignore[arg-type]
+                sink.folder.mkdir(parents=True, exist_ok=True)
+                (sink.folder / f"{len(sink.messages):05d}.eml").write_bytes(envelope.content)
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def codes(self) -> dict[tuple[int, str], str]:
+        """(receipt id, recipient address) → code, from every message received so far."""
+        found: dict[tuple[int, str], str] = {}
+        for msg in list(self.messages):
+            body = msg.get_body(preferencelist=("plain", "html"))
+            text = body.get_content() if body is not None else ""
+            rid, code = _RECEIPT_RE.search(text), _CODE_RE.search(text)
+            if rid and code:
+                for addr in str(msg.get("To", "")).split(","):
+                    found[(int(rid.group(1)), addr.strip().lower())] = code.group(1)
+        return found
+
+
+def _occasions_for_demo(cfg: Any, year: int) -> list[Any]:
+    from tasks.followup_calendar import occasions
+
+    return [o for o in occasions(cfg, year) if o.kind in ("interim", "annual")]
+
+
+def run_demo(config: str, year: int, fresh: bool, console: Console) -> None:
+    import os
+
+    from config.loader import load_config
+    from flows import local_server
+    from models.migrate import upgrade
+    from tasks.cycle import check_year
+
+    check_year(year)
+    cfg = load_config(config)
+    os.environ.setdefault("STYRKEDJA_SMTP_PORT", "8025")
+    port = int(os.environ["STYRKEDJA_SMTP_PORT"])
+    started = time.monotonic()
+
+    if fresh:
+        local_server.stop_all()
+        for p in (home() / "styrkedja.db", home() / "styrkedja.db-wal", home() / "styrkedja.db-shm"):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(output_root() / str(year), ignore_errors=True)
+        shutil.rmtree(home() / "mail", ignore_errors=True)
+    upgrade()
+
+    with console.status("Starting the local Prefect server (UI) …"):
+        local_server.ensure_server()
+    os.environ["PREFECT_API_URL"] = local_server.api_url()
+    with console.status("Serving the deployments …"):
+        local_server.ensure_serving()
+
+    sink = MailSink(port, home() / "mail")
+    try:
+        sink.start()
+    except OSError as exc:
+        raise UserError(f"STYRKEDJA_SMTP_PORT: port {port} is taken ({exc.strerror}); set another port") from None
+    results: list[dict[str, Any]] = []
+    try:
+        runs = [(p.id, None) for p in cfg.wheel.phases if p.id != "follow_up"]
+        runs += [("follow_up", o.key) for o in _occasions_for_demo(cfg, year)]
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
+            overall = bar.add_task("Demonstration year", total=len(runs))
+            for phase, occasion in runs:
+                results.append(_run_one(cfg, config, year, phase, occasion, sink, bar))
+                bar.advance(overall)
+    finally:
+        sink.stop()
+    _summary(cfg, year, results, sink, time.monotonic() - started, console)
+
+
+def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None, sink: MailSink, bar: Progress) -> dict[str, Any]:
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.registry import PHASE_FLOWS, deployment_name
+    from models.db import session_scope
+    from tasks.cycle import get_cycle
+    from tasks.receipts import SignRequest, current_receipts, dispute, sign
+    from tasks.waiting import resume_if_ready
+    from tasks.wheel import resolve_wheel
+
+    name = cfg.phase(phase).name + (f" ({occasion})" if occasion else "")
+    as_of: date = resolve_wheel(cfg, year)[cfg.phase(phase).receipt_deadline]
+    params: dict[str, Any] = {"year": year, "config": config, "as_of": as_of.isoformat(), "actor": "demo"}
+    if occasion:
+        params["occasion"] = occasion
+    fr = run_deployment(deployment_name(PHASE_FLOWS[phase]), parameters=params, timeout=0)
+    task = bar.add_task(f"  {name}", total=None)
+    disputed = False
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(UUID(str(fr.id))).state
+            if state is not None and state.is_final():
+                break
+            if time.monotonic() > deadline:
+                raise UserError(f"demo: phase {phase} did not finish within {PHASE_TIMEOUT_S} s (flow run {fr.id})")
+            with session_scope() as s:
+                cycle = get_cycle(s, cfg, year)
+                rows = current_receipts(s, cycle.id, phase) if cycle else []
+            if cycle is None:
+                time.sleep(0.5)
+                continue
+            bar.update(task, total=len(rows) or None, completed=sum(r.state == "agreed" for r in rows))
+            codes = sink.codes()
+            for r in rows:
+                if r.state not in ("issued", "acknowledged"):
+                    continue
+                signatory = cfg.unit(r.receiver_unit).signatories[0]
+                code = codes.get((r.id, signatory.email.lower()))
+                if code is None:
+                    continue  # the e-mail has not arrived yet
+                req = SignRequest(r.id, signatory.id, code, actor=f"demo:{signatory.id}")
+                if phase == DISPUTING_PHASE and not disputed and r.version == 1:
+                    dispute(cfg, SignRequest(
+                        r.id, signatory.id, code, actor=req.actor,
+                        comment="Risk- och känslighetsanalysen saknar effekter av lägre statsbidrag; komplettera.",
+                    ))
+                    disputed = True
+                else:
+                    sign(cfg, req)
+            resume_if_ready(cycle.id, phase, "demo", wait_s=0)  # type: ignore[arg-type]
+            time.sleep(0.5)
+        final = client.read_flow_run(UUID(str(fr.id)))
+    bar.remove_task(task)
+    ok = final.state is not None and final.state.is_completed()
+    if not ok:
+        raise UserError(f"demo: phase {phase} ended {final.state.name if final.state else '?'} (flow run {fr.id})")
+    with session_scope() as s:
+        cycle = get_cycle(s, cfg, year)
+        rows = current_receipts(s, cycle.id, phase)  # type: ignore[union-attr, arg-type]
+    return {
+        "phase": phase,
+        "name": name,
+        "flow_run": str(fr.id),
+        "state": final.state.name,  # type: ignore[union-attr]
+        "receipts": len(rows),
+        "agreed": sum(r.state == "agreed" for r in rows),
+        "versions": max((r.version for r in rows), default=0),
+    }
+
+
+def _summary(cfg: Any, year: int, results: list[dict[str, Any]], sink: MailSink, seconds: float, console: Console) -> None:
+    from flows import local_server
+
+    t = Table("phase", "Prefect run", "state", "receipts agreed", "highest version", title=f"{cfg.organisation.name}, plan year {year}")
+    for r in results:
+        t.add_row(r["name"], r["flow_run"][:8], r["state"], f"{r['agreed']} / {r['receipts']}", str(r["versions"]))
+    console.print(t)
+    folder = output_root() / str(year)
+    docs = sorted(p for p in folder.rglob("*") if p.suffix in (".docx", ".xlsx"))
+    console.print(f"Phases run: {len(results)} ({len({r['phase'] for r in results})} phases incl. follow-up)")
+    console.print(f"Documents written: {len(docs)} under {folder}")
+    console.print(f"Receipts signed: {sum(r['agreed'] for r in results)}")
+    console.print(f"E-mails received by the local mail server: {len(sink.messages)} (in {sink.folder})")
+    console.print(f"Prefect UI: {local_server.ui_url()}  (stop with `make down`)")
+    console.print(f"Time: {seconds:.0f} s")

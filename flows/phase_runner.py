@@ -1,0 +1,105 @@
+"""The shape every phase flow shares: gate, distribute, notify, show, wait for receipts, complete.
+
+A resumed run starts again from the top; every step before the suspend is idempotent, so the
+second pass renders nothing, issues nothing and sends nothing that already exists.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.flow_runs import suspend_flow_run
+
+from config.loader import load_config
+from models.tables import PhaseState
+from tasks import phase_steps as steps
+from tasks.followup_calendar import find_occasion
+from tasks.waiting import ResumeInput, mark_waiting, wait_key
+
+
+def _flow_run_id() -> str | None:
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+
+
+def _can_suspend() -> bool:
+    ctx = FlowRunContext.get()
+    return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+def run_phase(
+    phase: str,
+    *,
+    year: int,
+    as_of: date | None = None,
+    override: bool = False,
+    reason: str = "",
+    wait: bool = True,
+    config: str | None = None,
+    actor: str = "ekonomistaben",
+    occasion: str | None = None,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    cfg = load_config(config)
+    phase_cfg = cfg.phase(phase)
+    occ = find_occasion(cfg, year, occasion) if phase == "follow_up" and occasion else None
+    if phase == "follow_up" and occ is None:
+        from tasks.followup_calendar import occasions
+
+        occ = occasions(cfg, year)[-1]  # the annual report, unless told otherwise
+
+    cycle_id = steps.prepare_cycle(config, year)
+    missing = steps.check_gate(config, cycle_id, phase, override, reason, actor)
+    steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor)
+    result = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
+    sent = steps.send_notifications(config)
+    agreed, total = steps.publish_receipts(config, cycle_id, year, phase)
+
+    gate_overridden = bool(missing)
+    resumed_without_all = False
+    key = wait_key(cycle_id, phase)
+    if key is not None and wait and _can_suspend():
+        mark_waiting(cycle_id, phase)
+        logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)
+        resumed: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=key)
+        # Here only when this key was already resumed: by the last signature, or by an operator.
+        agreed, total = steps.phase_progress(cycle_id, phase)
+        if agreed < total:
+            logger.warning("Resumed by %s without all receipts: %s", resumed.resumed_by, resumed.reason)
+            resumed_without_all = True
+        steps.publish_receipts(config, cycle_id, year, phase)
+
+    overridden = gate_overridden or resumed_without_all
+    if agreed < total and not resumed_without_all:
+        steps.mark_phase(cycle_id, phase, PhaseState.WAITING, actor, overridden)
+        state = PhaseState.WAITING
+    else:
+        steps.mark_phase(cycle_id, phase, PhaseState.COMPLETED, actor, overridden, phase_cfg.receipt_deadline)
+        state = PhaseState.COMPLETED
+    summary = {
+        "phase": phase,
+        "phase_name": phase_cfg.name,
+        "year": year,
+        "occasion": occ.key if occ else None,
+        "state": str(state),
+        "documents_rendered": result.documents_rendered,
+        "documents_total": result.documents_total,
+        "receipts_issued": result.receipts_issued,
+        "receipts_agreed": agreed,
+        "receipts_total": total,
+        "notifications_sent": sent["sent"],
+        "overridden": overridden,
+    }
+    steps.publish_summary(
+        config,
+        year,
+        phase,
+        f"# {phase_cfg.name} {year}{' – ' + occ.name if occ else ''}\n\n"
+        f"- Status: **{state}**\n- Dokument: {result.documents_total}\n"
+        f"- Kvittenser överens: {agreed} av {total}\n- Meddelanden skickade: {sent['sent']}"
+        f" (väntar på nytt försök: {sent['retried']}, misslyckade: {sent['failed']})\n",
+    )
+    return summary

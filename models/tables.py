@@ -1,0 +1,250 @@
+"""SQLModel tables: the application database is the source of truth for the cycle.
+
+Every row a phase creates has a deterministic `key` with a unique constraint, so that a re-run,
+a retry, a resume or a crash in the middle creates nothing twice. Datetimes are aware UTC (sqlmodel
+stores them as UTC
+on both backends); dates are plain calendar dates in Europe/Stockholm.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReceiptState(StrEnum):
+    ISSUED = "issued"
+    ACKNOWLEDGED = "acknowledged"
+    AGREED = "agreed"
+    DISPUTED = "disputed"
+    SUPERSEDED = "superseded"
+
+
+class Direction(StrEnum):
+    DOWN = "down"  # planning: decisions travel down the chain
+    UP = "up"  # follow-up and feedback: results travel up
+
+
+class PhaseState(StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"  # suspended, waiting for receipts
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the maximum attempts; visible to operators
+
+
+class Unit(SQLModel, table=True):
+    """An organisation unit, synchronised from configuration (the configuration is the master)."""
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    level: str = Field(max_length=60)
+    level_index: int
+    parent_id: str | None = Field(default=None, max_length=40, index=True)
+
+
+class Signatory(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("unit_id", "signatory_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: str = Field(foreign_key="unit.id", max_length=40)
+    signatory_id: str = Field(max_length=60)
+    name: str = Field(max_length=120)
+    email: str = Field(max_length=200)
+
+
+class Cycle(SQLModel, table=True):
+    """A plan year Y with a four-year horizon, prepared from October Y-2, followed up during Y."""
+
+    __table_args__ = (UniqueConstraint("organisation_id", "year"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: str = Field(max_length=60)
+    year: int
+    horizon_end: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PhaseRun(SQLModel, table=True):
+    """The state of one phase in one cycle; re-runs update the same row."""
+
+    __table_args__ = (UniqueConstraint("cycle_id", "phase"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    phase: str = Field(max_length=40)
+    state: str = Field(default=PhaseState.RUNNING, max_length=20)
+    attempts: int = 0
+    flow_run_id: str | None = Field(default=None, max_length=40)
+    as_of: date | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    overridden: bool = False
+
+
+class Milestone(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    key: str = Field(max_length=60)
+    name: str = Field(max_length=200)
+    phase: str = Field(max_length=40)
+    owner_unit: str = Field(max_length=40)
+    due: date
+    done_at: datetime | None = None
+
+
+class Meeting(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    key: str = Field(max_length=60)
+    name: str = Field(max_length=200)
+    phase: str = Field(max_length=40)
+    organiser: str = Field(max_length=40)
+    day: date
+    participants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    purpose: str = Field(sa_column=Column(Text, nullable=False))
+    goal: str = Field(sa_column=Column(Text, nullable=False))
+    kind: str = Field(max_length=20)
+
+
+class Document(SQLModel, table=True):
+    """A generated document; `key` embeds organisation, cycle, phase, unit, kind and version."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    phase: str = Field(max_length=40)
+    unit_id: str = Field(max_length=40)
+    kind: str = Field(max_length=60)
+    version: int = 1
+    format: str = Field(max_length=8)
+    relpath: str = Field(max_length=500)
+    content_hash: str = Field(max_length=64)
+    title: str = Field(max_length=300)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Receipt(SQLModel, table=True):
+    """A handoff receipt (kvittens): sender and receiver agree on content and purpose."""
+
+    __table_args__ = (Index("ix_receipt_cycle_phase_state", "cycle_id", "phase", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    phase: str = Field(max_length=40)
+    topic: str = Field(max_length=60)
+    direction: str = Field(max_length=8)
+    sender_unit: str = Field(max_length=40)
+    receiver_unit: str = Field(max_length=40, index=True)
+    document_id: int | None = Field(default=None, foreign_key="document.id")
+    content_hash: str = Field(max_length=64)
+    purpose: str = Field(sa_column=Column(Text, nullable=False))
+    deadline: date
+    version: int = 1
+    state: str = Field(default=ReceiptState.ISSUED, max_length=20)
+    supersedes_id: int | None = Field(default=None, foreign_key="receipt.id")
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    acknowledged_at: datetime | None = None
+    signed_by: str | None = Field(default=None, max_length=200)
+    signed_at: datetime | None = None
+    on_behalf_reason: str | None = Field(default=None, sa_column=Column(Text))
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    # One-time code: only its salted hash is stored; single use, expiring.
+    code_hash: str | None = Field(default=None, max_length=128)
+    code_expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: written in the same transaction as its cause, sent later, retried with backoff."""
+
+    __table_args__ = (Index("ix_notification_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    cycle_id: int | None = Field(default=None, foreign_key="cycle.id")
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    recipient_unit: str = Field(max_length=40)
+    channel_id: str = Field(max_length=60)
+    address: str = Field(max_length=300)
+    subject: str = Field(max_length=300)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    attachment: str | None = Field(default=None, max_length=500)
+    link: str | None = Field(default=None, max_length=500)
+    state: str = Field(default=NotificationState.PENDING, max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Goal(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    key: str = Field(max_length=60)
+    area: str = Field(max_length=200)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    owner_unit: str = Field(max_length=40)
+    targeted: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    opt_out_allowed: bool = False
+
+
+class Indicator(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("goal_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    goal_id: int = Field(foreign_key="goal.id")
+    key: str = Field(max_length=60)
+    name: str = Field(max_length=300)
+    target: float
+    unit: str = Field(default="", max_length=40)
+    kolada_id: str | None = Field(default=None, max_length=10)
+
+
+class Submission(SQLModel, table=True):
+    """A returned (filled-in) document, read back and validated; its content as data."""
+
+    __table_args__ = (UniqueConstraint("document_id", "file_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int = Field(foreign_key="document.id")
+    unit_id: str = Field(max_length=40)
+    file_hash: str = Field(max_length=64)
+    content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Every trigger, override, signature and refused attempt."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=60)
+    cycle_id: int | None = Field(default=None, foreign_key="cycle.id")
+    phase: str | None = Field(default=None, max_length=40)
+    subject: str | None = Field(default=None, max_length=300)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

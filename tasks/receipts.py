@@ -1,0 +1,330 @@
+"""Handoff receipts (kvittenser): the one place for their rules.
+
+A receipt is issued when a sender hands a document to a receiver; the receiver acknowledges it
+(a returned document was read back), then agrees or disputes. A dispute asks the sender for a
+new version; the new version's receipt supersedes the old one and links to it.
+
+    issued → acknowledged → agreed | disputed → superseded
+
+Only a signatory of the receiving unit may sign, with the one-time code sent in the notification
+that delivered the document; an operator may sign on the unit's behalf with a written reason.
+Every signature and every refused attempt is in the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from config.schema import OrgConfig
+from models.db import home, session_scope
+from models.errors import AuthorisationError, NotFoundError, UserError
+from models.tables import Cycle, Document, Receipt, ReceiptState, Signatory, utcnow
+from tasks.audit import audit, audit_refusal
+from tasks.handoffs import PHASE_REQUIRES, Handoff
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are typed by hand
+CODE_LENGTH = 8
+SIGNABLE = (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED)
+MAX_COMMENT = 4000
+
+
+def receipt_key(org_id: str, year: int, phase: str, topic: str, sender: str, receiver: str, version: int) -> str:
+    return f"{org_id}/{year}/{phase}/{topic}/{sender}->{receiver}/v{version}"
+
+
+# -- one-time codes -------------------------------------------------------------------------------
+# The code is derived from a secret key outside the database (HMAC of the receipt key), so the
+# outbox never holds it in clear: it is filled in when the message is sent. The database keeps a
+# salted hash to verify it, an expiry, and forgets the hash once used.
+
+
+def _secret_key() -> bytes:
+    env = os.environ.get("STYRKEDJA_SECRET_KEY")
+    if env:
+        return env.encode()
+    path = home() / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+        return path.read_bytes()
+    except FileExistsError:  # pragma: no cover - lost a race with another process; read theirs
+        return Path(path).read_bytes()
+
+
+def code_for(key: str) -> str:
+    digest = hmac.new(_secret_key(), key.encode(), hashlib.sha256).digest()
+    return "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in digest[:CODE_LENGTH])
+
+
+def _hash_code(key: str, code: str) -> str:
+    normalised = code.strip().upper().replace("-", "").replace(" ", "")
+    return hashlib.pbkdf2_hmac("sha256", normalised.encode(), key.encode(), 20_000).hex()
+
+
+# -- issuing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedReceipt:
+    """What a phase run must do for one handoff: nothing, or issue this version."""
+
+    handoff: Handoff
+    version: int
+    previous_id: int | None
+    needs_issue: bool
+
+
+def _latest(session: Session, cycle_id: int, phase: str, topic: str, sender: str, receiver: str) -> Receipt | None:
+    return session.exec(
+        select(Receipt)
+        .where(
+            Receipt.cycle_id == cycle_id,
+            Receipt.phase == phase,
+            Receipt.topic == topic,
+            Receipt.sender_unit == sender,
+            Receipt.receiver_unit == receiver,
+        )
+        .order_by(Receipt.version.desc())  # type: ignore[attr-defined]
+    ).first()
+
+
+def plan_receipts(session: Session, cycle_id: int, phase: str, handoffs: list[Handoff]) -> list[PlannedReceipt]:
+    """Which version each handoff needs now: v1 if new, v(n+1) after a dispute, else nothing."""
+    rows = session.exec(select(Receipt).where(Receipt.cycle_id == cycle_id, Receipt.phase == phase)).all()
+    latest: dict[tuple[str, str, str], Receipt] = {}
+    for r in rows:
+        k = (r.topic, r.sender_unit, r.receiver_unit)
+        if k not in latest or r.version > latest[k].version:
+            latest[k] = r
+    out = []
+    for h in handoffs:
+        prev = latest.get((h.topic, h.sender, h.receiver))
+        if prev is None:
+            out.append(PlannedReceipt(h, 1, None, True))
+        elif prev.state == ReceiptState.DISPUTED:
+            out.append(PlannedReceipt(h, prev.version + 1, prev.id, True))
+        else:
+            out.append(PlannedReceipt(h, prev.version, prev.id, False))
+    return out
+
+
+def issue_receipt(
+    session: Session,
+    cfg: OrgConfig,
+    cycle: Cycle,
+    plan: PlannedReceipt,
+    document: Document,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> tuple[Receipt, bool]:
+    """Create the receipt for a planned handoff version; (receipt, created). Idempotent by key."""
+    h = plan.handoff
+    key = receipt_key(cfg.organisation.id, cycle.year, document.phase, h.topic, h.sender, h.receiver, plan.version)
+    existing = session.exec(select(Receipt).where(Receipt.key == key)).first()
+    if existing is not None:
+        return existing, False
+    now = now or utcnow()
+    receipt = Receipt(
+        key=key,
+        cycle_id=cycle.id,  # type: ignore[arg-type]
+        phase=document.phase,
+        topic=h.topic,
+        direction=h.direction,
+        sender_unit=h.sender,
+        receiver_unit=h.receiver,
+        document_id=document.id,
+        content_hash=document.content_hash,
+        purpose=h.purpose,
+        deadline=h.deadline,
+        version=plan.version,
+        supersedes_id=plan.previous_id,
+        code_hash=_hash_code(key, code_for(key)),
+        code_expires_at=now + timedelta(days=cfg.deadlines.code_valid_days),
+    )
+    session.add(receipt)
+    if plan.previous_id is not None:
+        prev = session.get(Receipt, plan.previous_id)
+        if prev is not None and prev.state == ReceiptState.DISPUTED:
+            prev.state = ReceiptState.SUPERSEDED
+            prev.updated_at = now
+            session.add(prev)
+    session.flush()
+    audit(
+        session,
+        actor=actor,
+        action="receipt_issued",
+        cycle_id=cycle.id,
+        phase=document.phase,
+        subject=key,
+        detail={"version": plan.version, "supersedes": plan.previous_id},
+    )
+    return receipt, True
+
+
+# -- signing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    receipt_id: int
+    signatory: str | None = None  # signatory id of the receiving unit
+    code: str | None = None
+    comment: str | None = None
+    actor: str = "okänd"
+    operator_reason: str | None = None  # set: an operator signs on the unit's behalf
+
+
+def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receipt:
+    receipt = session.get(Receipt, req.receipt_id, with_for_update=True)
+    if receipt is None:
+        raise NotFoundError(f"receipt: no receipt with id {req.receipt_id}")
+    if receipt.state not in SIGNABLE:
+        hint = " (a newer version replaces it)" if receipt.state == ReceiptState.SUPERSEDED else ""
+        raise UserError(f"receipt {receipt.id}: already {receipt.state}{hint}; nothing was changed")
+    if dispute and not (req.comment and req.comment.strip()):
+        raise UserError(f"receipt {receipt.id}: a dispute needs a comment saying what must change")
+    if req.comment and len(req.comment) > MAX_COMMENT:
+        raise UserError(f"receipt {receipt.id}: comment is {len(req.comment)} characters; at most {MAX_COMMENT}")
+    if req.operator_reason is not None:
+        if not req.operator_reason.strip():
+            raise AuthorisationError(f"receipt {receipt.id}: signing on a unit's behalf needs a written reason")
+        return receipt
+    if not req.signatory:
+        raise AuthorisationError(f"receipt {receipt.id}: --signatory is required")
+    signatory = session.exec(
+        select(Signatory).where(Signatory.unit_id == receipt.receiver_unit, Signatory.signatory_id == req.signatory)
+    ).first()
+    if signatory is None:
+        raise AuthorisationError(
+            f"receipt {receipt.id}: {req.signatory!r} is not a signatory of the receiving unit {receipt.receiver_unit}"
+        )
+    if not req.code or receipt.code_hash is None:
+        raise AuthorisationError(f"receipt {receipt.id}: a valid one-time code is required")
+    if receipt.code_expires_at is not None and receipt.code_expires_at < utcnow():
+        raise AuthorisationError(f"receipt {receipt.id}: the one-time code expired on {receipt.code_expires_at:%Y-%m-%d}")
+    if not hmac.compare_digest(_hash_code(receipt.key, req.code), receipt.code_hash):
+        raise AuthorisationError(f"receipt {receipt.id}: wrong one-time code")
+    return receipt
+
+
+def _decide(cfg: OrgConfig, req: SignRequest, dispute: bool, url: str | None) -> Receipt:
+    action = "receipt_disputed" if dispute else "receipt_agreed"
+    try:
+        with session_scope(url) as session:
+            receipt = _check_signable(session, req, dispute)
+            now = utcnow()
+            if req.operator_reason is not None:
+                who = f"{req.actor} (operatör för {receipt.receiver_unit})"
+                receipt.on_behalf_reason = req.operator_reason.strip()
+            else:
+                signatory = cfg.unit(receipt.receiver_unit).signatories
+                name = next((s.name for s in signatory if s.id == req.signatory), req.signatory or "")
+                who = f"{name} ({receipt.receiver_unit})"
+            receipt.state = ReceiptState.DISPUTED if dispute else ReceiptState.AGREED
+            receipt.signed_by, receipt.signed_at = who, now
+            receipt.comment = req.comment.strip() if req.comment else None
+            receipt.code_hash = None  # single use
+            receipt.updated_at = now
+            session.add(receipt)
+            audit(
+                session,
+                actor=req.actor if req.operator_reason is not None else who,
+                action=action + ("_on_behalf" if req.operator_reason is not None else ""),
+                cycle_id=receipt.cycle_id,
+                phase=receipt.phase,
+                subject=receipt.key,
+                reason=req.operator_reason,
+                detail={"comment": receipt.comment, "receipt_id": receipt.id},
+            )
+            from tasks.messages import queue_decision_notice  # late: messages imports this module
+
+            queue_decision_notice(session, cfg, receipt)
+            return receipt
+    except UserError as exc:
+        audit_refusal(
+            url,
+            actor=req.actor,
+            action=action.replace("receipt_", "refused_"),
+            subject=f"receipt {req.receipt_id}",
+            reason=str(exc),
+            detail={"signatory": req.signatory},
+        )
+        raise
+
+
+def sign(cfg: OrgConfig, req: SignRequest, url: str | None = None) -> Receipt:
+    """The receiver agrees on content and purpose."""
+    return _decide(cfg, req, dispute=False, url=url)
+
+
+def dispute(cfg: OrgConfig, req: SignRequest, url: str | None = None) -> Receipt:
+    """The receiver does not agree; the comment says what the sender must change."""
+    return _decide(cfg, req, dispute=True, url=url)
+
+
+def acknowledge(session: Session, receipt: Receipt, by: str) -> None:
+    """A returned document was read back: the receipt moves from issued to acknowledged."""
+    if receipt.state == ReceiptState.ISSUED:
+        receipt.state = ReceiptState.ACKNOWLEDGED
+        receipt.acknowledged_by, receipt.acknowledged_at = by, utcnow()
+        receipt.updated_at = receipt.acknowledged_at
+        session.add(receipt)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def current_receipts(session: Session, cycle_id: int, phase: str | None = None) -> list[Receipt]:
+    """The receipts that count: every one not superseded, in a stable order."""
+    q = select(Receipt).where(Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED)
+    if phase is not None:
+        q = q.where(Receipt.phase == phase)
+    return list(session.exec(q.order_by(Receipt.phase, Receipt.topic, Receipt.receiver_unit, Receipt.sender_unit)))
+
+
+def progress(session: Session, cycle_id: int, phase: str) -> tuple[int, int]:
+    """(agreed, total) of the receipts that count in a phase."""
+    rows = session.exec(
+        select(Receipt.state, func.count())
+        .where(Receipt.cycle_id == cycle_id, Receipt.phase == phase, Receipt.state != ReceiptState.SUPERSEDED)
+        .group_by(Receipt.state)
+    ).all()
+    counts = dict(rows)
+    return counts.get(ReceiptState.AGREED, 0), sum(counts.values())
+
+
+def gate_missing(session: Session, cycle_id: int, phase: str) -> list[str]:
+    """The receipts this phase's gate still waits for, as readable lines (unit, state, deadline)."""
+    missing: list[str] = []
+    for required in PHASE_REQUIRES[phase]:
+        rows = current_receipts(session, cycle_id, required)
+        if not rows:
+            missing.append(f"{required}: no receipts issued yet (run phase '{required}' first)")
+            continue
+        for r in rows:
+            if r.state != ReceiptState.AGREED:
+                missing.append(
+                    f"{required}/{r.topic} {r.sender_unit}→{r.receiver_unit} is {r.state}, due {r.deadline:%Y-%m-%d}"
+                )
+    return missing
+
+
+def get_receipt(session: Session, receipt_id: int) -> Receipt:
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None:
+        raise NotFoundError(f"receipt: no receipt with id {receipt_id}")
+    return receipt

@@ -1,0 +1,102 @@
+"""Shared fixtures: an isolated home per test session, real databases, a real Prefect API."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+# Set before anything imports prefect: no telemetry, a throwaway PREFECT_HOME.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="styrkedja-test-"))
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+os.environ["STYRKEDJA_HOME"] = str(_SESSION_HOME / "app")
+os.environ.pop("STYRKEDJA_DATABASE_URL", None)
+os.environ.pop("STYRKEDJA_CONFIG", None)
+
+import pytest  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("STYRKEDJA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real Prefect API (temporary SQLite server); ~14 s to start, so once per session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def _new_pg_schema_url() -> tuple[str, str]:
+    """A fresh schema per test: cheaper than a database, just as isolated."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}", schema
+
+
+def _drop_pg_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _make_db(kind: str, tmp_path: Path) -> Iterator[str]:
+    from models.db import get_engine
+    from models.migrate import upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        upgrade(url)
+        yield url
+        get_engine(url).dispose()
+        return
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    url, schema = _new_pg_schema_url()
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        _drop_pg_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty application database: every data-layer test runs on both backends."""
+    yield from _make_db(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    yield from _make_db("sqlite", tmp_path)
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Path:
+    """The whole application pointed at a private home, database and output folder."""
+    monkeypatch.setenv("STYRKEDJA_HOME", str(tmp_path))
+    monkeypatch.setenv("STYRKEDJA_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("STYRKEDJA_OUTPUT", str(tmp_path / "output"))
+    return tmp_path

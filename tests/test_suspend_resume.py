@@ -1,0 +1,147 @@
+"""The whole receipt path through a served deployment: distribute → suspend → sign (one dispute, a
+new version) → the serving process is restarted while suspended → the last signature resumes the
+run → the next phase's gate opens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL
+from sqlmodel import select
+
+from config.loader import load_config
+from flows.registry import PHASE_FLOWS, deployment_name
+from models.db import session_scope
+from models.tables import PhaseRun, Receipt, ReceiptState
+from tasks.receipts import SignRequest, code_for, dispute, gate_missing, sign
+from tasks.waiting import resume_if_ready
+
+YEAR = 2030
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _start_serving(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve"], cwd=ROOT, env=env, stdout=log.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _wait_for(predicate, timeout: float, what: str, log: Path):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n--- serve log ---\n{tail}")
+
+
+def _state(flow_run_id: UUID) -> StateType | None:
+    with get_client(sync_client=True) as client:
+        st = client.read_flow_run(flow_run_id).state
+    return st.type if st else None
+
+
+def _receipts(phase: str) -> list[Receipt]:
+    with session_scope() as s:
+        return list(s.exec(select(Receipt).where(Receipt.phase == phase).order_by(Receipt.id)))
+
+
+def _deployed() -> bool:
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name("sign-receipt/sign-receipt")
+            return True
+        except Exception:
+            return False
+
+
+def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api, app_env: Path):
+    cfg = load_config("region")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    log = app_env / "serve.log"
+    # The previous phase, in process, signed: its gate must be open.
+    PHASE_FLOWS["preparation"](year=YEAR, config="region", wait=False)
+    for r in _receipts("preparation"):
+        sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
+
+    serving = _start_serving(env, log)
+    try:
+        _wait_for(_deployed, 90, "deployments to register", log)
+        fr = run_deployment(
+            deployment_name(PHASE_FLOWS["planning_prerequisites"]),
+            parameters={"year": YEAR, "config": "region"},
+            timeout=0,
+        )
+        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend", log)
+        rows = _receipts("planning_prerequisites")
+        assert len(rows) == len(cfg.committees()) and all(r.state == ReceiptState.ISSUED for r in rows)
+        with session_scope() as s:
+            run = s.exec(select(PhaseRun).where(PhaseRun.phase == "planning_prerequisites")).one()
+        assert run.state == "waiting" and run.flow_run_id == str(fr.id)
+
+        # One committee disputes: the run resumes, issues version 2 and suspends again.
+        first = rows[0]
+        signer = cfg.unit(first.receiver_unit).signatories[0].id
+        dispute(cfg, SignRequest(first.id, signer, code_for(first.key), comment="Ramen 2031 saknas."))
+        assert resume_if_ready(first.cycle_id, "planning_prerequisites", "test")
+        v2 = _wait_for(
+            lambda: next((r for r in _receipts("planning_prerequisites") if r.supersedes_id == first.id), None),
+            120, "version 2 to be issued", log,
+        )
+        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log)
+
+        # The serving process goes away while the phase is suspended, and comes back.
+        _stop(serving)
+        serving = _start_serving(env, log)
+        _wait_for(_deployed, 90, "deployments to register again", log)
+
+        for r in _receipts("planning_prerequisites"):
+            if r.state == ReceiptState.ISSUED:
+                sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
+                resume_if_ready(r.cycle_id, "planning_prerequisites", "test", wait_s=0)
+        _wait_for(lambda: _state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log)
+
+        rows = _receipts("planning_prerequisites")
+        assert sum(r.state == ReceiptState.SUPERSEDED for r in rows) == 1
+        assert {r.state for r in rows if r.id != first.id} == {ReceiptState.AGREED}
+        assert v2.version == 2
+        with session_scope() as s:
+            run = s.exec(select(PhaseRun).where(PhaseRun.phase == "planning_prerequisites")).one()
+            assert run.state == "completed" and not run.overridden
+            assert gate_missing(s, first.cycle_id, "committee_feedback") == []
+        # one suspended run for the whole phase, not one per receipt
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name(deployment_name(PHASE_FLOWS["planning_prerequisites"]))
+            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+        assert len(runs) == 1
+    finally:
+        _stop(serving)
