@@ -79,6 +79,7 @@ def _year(cfg: Any, year: int | None) -> int:
 
     if year is not None:
         return check_year(year)
+    _db()
     with session_scope() as s:
         latest = s.exec(
             select(Cycle).where(Cycle.organisation_id == cfg.organisation.id).order_by(Cycle.year.desc())  # type: ignore[attr-defined]
@@ -145,11 +146,11 @@ def run(
     """
     cfg = _cfg(config)
     pid = _phase_id(phase)
-    y = _year(cfg, year)
     if override and not reason.strip():
         raise UserError("--override needs --reason \"...\" saying why")
     if pid != "follow_up" and occasion:
         raise UserError(f"--occasion: only the follow-up phase has occasions (phase: {phase})")
+    y = _year(cfg, year)
     if occasion:
         from tasks.followup_calendar import find_occasion
 

@@ -55,9 +55,14 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    url = url or database_url()
+    """One engine (and pool) per database URL; the URL is resolved on every call, so a changed
+    STYRKEDJA_DATABASE_URL takes effect."""
+    return _engine(url or database_url())
+
+
+@lru_cache(maxsize=16)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_setup(engine)

@@ -6,11 +6,10 @@ from sqlmodel import Session, select
 
 from config.schema import OrgConfig
 from models.tables import Document, PhaseRun, Receipt, ReceiptState
-from tasks.notify import queue_notification, render_message
 
-# Stands in the stored body where the one-time code goes; the code itself is derived and filled in
-# only when the message is sent, so the outbox never holds it.
-CODE_PLACEHOLDER = "⟦KOD⟧"
+# The stored body holds CODE_PLACEHOLDER where the one-time code goes; the code is derived and
+# filled in only when the message is sent, so the outbox never holds it.
+from tasks.notify import CODE_PLACEHOLDER, queue_notification, render_message
 
 
 def phase_link(session: Session, cfg: OrgConfig, cycle_id: int, phase: str) -> str:

@@ -284,7 +284,8 @@ _TEXT_SECRET = re.compile(
 _AUTH_SCHEME = re.compile(r"(?P<pre>\b(?:Bearer|Basic)\s+)(?P<v>[A-Za-z0-9._~+/=\-]{8,})")
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
 _URL_PIECE = re.compile(r"[A-Za-z0-9_\-]{16,}")
-_SECRET_ENV_NAME = re.compile(r"PASS|PWD|TOKEN|SECRET|APIKEY|API_KEY|PRIVATE|CREDENTIAL|AUTH", re.IGNORECASE)
+# Not PWD/OLDPWD (the working directory) nor SSH_AUTH_SOCK: only names that say "secret".
+_SECRET_ENV_NAME = re.compile(r"PASS|_PWD\b|TOKEN|SECRET|APIKEY|API_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
 _MIN_ENV_SECRET = 6
 
 
@@ -642,6 +643,9 @@ _capture_lock = threading.Lock()
 _capture_users = 0
 _saved_logger_state: tuple[int, bool] = (logging.NOTSET, True)
 _thread_lines: dict[int, list[str]] = {}
+# Values to mask in the records of a thread that is sending (the channel's secrets, the one-time code
+# that apprise's MQTT plugin would otherwise log at DEBUG with the payload).
+_thread_hidden: dict[int, tuple[str, ...]] = {}
 _mask_installed = False
 
 
@@ -650,7 +654,7 @@ class _MaskFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            record.msg = mask_secrets(record.getMessage())
+            record.msg = mask_secrets(record.getMessage(), _thread_hidden.get(record.thread or 0, ()))
             record.args = None
         except Exception:  # a broken record must not break sending
             pass
@@ -688,8 +692,8 @@ def _install_mask() -> None:
 
 
 @contextmanager
-def _apprise_errors() -> Iterator[list[str]]:
-    """Collect what apprise reports about the sends of the current thread."""
+def _apprise_errors(hidden: Iterable[str] = ()) -> Iterator[list[str]]:
+    """Collect what apprise reports about the sends of the current thread, masking `hidden`."""
     global _capture_users, _saved_logger_state, _router
     _install_mask()
     logger = logging.getLogger(_APPRISE_LOGGER_NAME)
@@ -703,10 +707,12 @@ def _apprise_errors() -> Iterator[list[str]]:
         _capture_users += 1
     lines: list[str] = []
     _thread_lines[threading.get_ident()] = lines
+    _thread_hidden[threading.get_ident()] = tuple(hidden)
     try:
         yield lines
     finally:
         _thread_lines.pop(threading.get_ident(), None)
+        _thread_hidden.pop(threading.get_ident(), None)
         with _capture_lock:
             _capture_users -= 1
             if _capture_users == 0:
@@ -727,15 +733,18 @@ def _close(plugin: object) -> None:
         client.loop_stop()
 
 
-def _send(url: str, subject: str, body: str, attachment: Path | None) -> str | None:
-    """Send one message; None on success, else the (unmasked) reason."""
+def _send(url: str, subject: str, body: str, attachment: Path | None, hidden: Iterable[str] = ()) -> str | None:
+    """Send one message; None on success, else the reason (masked, `hidden` too)."""
     import apprise  # imported late: loading its plugins takes ~0.5 s
 
-    with _apprise_errors() as lines:
+    with _apprise_errors(hidden) as lines:
         asset = apprise.AppriseAsset(app_id="Styrkedja", app_desc="Styrkedja", timezone="Europe/Stockholm")
         plugin = apprise.Apprise.instantiate(url, asset=asset)
         if plugin is None:
             return "apprise could not load the channel URL: " + "; ".join(lines or ["unknown service"])
+        if hasattr(plugin, "mqtt_block_time_sec"):
+            # apprise polls every 0.2 s for the broker's acknowledgement; per instance, poll faster.
+            plugin.mqtt_block_time_sec = 0.005
         try:
             sender = apprise.Apprise(asset=asset)
             sender.add(plugin)
@@ -763,29 +772,40 @@ def _attachment_path(base_dir: Path, relpath: str) -> Path:
     return path
 
 
-def _fill_code(text: str, receipt_key: str | None) -> str:
-    if CODE_PLACEHOLDER not in text:
-        return text
-    if receipt_key is None:
+def _one_time_code(item: _Claimed) -> str | None:
+    if CODE_PLACEHOLDER not in item.body + item.subject:
+        return None
+    if item.receipt_key is None:
         raise ChannelConfigError("message holds a one-time code placeholder but has no receipt")
     from tasks.receipts import code_for  # late: tasks.receipts is a heavier module
 
-    return text.replace(CODE_PLACEHOLDER, code_for(receipt_key))
+    return code_for(item.receipt_key)
 
 
-def _prepare(item: _Claimed, channels: Mapping[str, Channel], base_dir: Path) -> tuple[str, str, str, Path | None]:
+@dataclass(frozen=True)
+class _Outgoing:
+    url: str
+    subject: str
+    body: str
+    attachment: Path | None
+    hidden: tuple[str, ...]  # never to be logged: the channel's secrets, the one-time code
+
+
+def _prepare(item: _Claimed, channels: Mapping[str, Channel], base_dir: Path, secrets: list[str]) -> _Outgoing:
     channel = channels.get(item.channel_id)
     if channel is None:
         raise ChannelConfigError(f"unknown channel {item.channel_id!r} (not in the configuration)")
     url = apprise_url(channel, item.address, key=item.key)
-    subject = _fill_code(item.subject, item.receipt_key)
-    body = _fill_code(item.body, item.receipt_key)
+    code = _one_time_code(item)
+    subject, body = item.subject, item.body
+    if code is not None:
+        subject, body = subject.replace(CODE_PLACEHOLDER, code), body.replace(CODE_PLACEHOLDER, code)
     if channel.kind not in ("email", "webhook"):
         body = f"{body}\n\nReferens: {item.key}"
     attachment = None
     if item.attachment and channel.kind == "email":
         attachment = _attachment_path(base_dir, item.attachment)
-    return url, subject, body, attachment
+    return _Outgoing(url, subject, body, attachment, (*secrets, *([code] if code else [])))
 
 
 def deliver_outbox(
@@ -831,12 +851,13 @@ def deliver_outbox(
             channel = channels.get(item.channel_id)
             secrets = _channel_secrets(channel, os.environ) if channel is not None else []
             try:
-                target, subject, body, attachment = _prepare(item, channels, base)
+                out = _prepare(item, channels, base, secrets)
             except Exception as exc:  # configuration or file problem: this row only
                 _record_failure(url, item, clock(), f"{type(exc).__name__}: {exc}", secrets, report)
                 continue
+            secrets = list(out.hidden)
             try:
-                error = _send(target, subject, body, attachment)
+                error = _send(out.url, out.subject, out.body, out.attachment, out.hidden)
             except Exception as exc:  # apprise itself raised: treat as a failed send
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:

@@ -16,8 +16,9 @@ from config.schema import OrgConfig
 from tasks.documents.catalog import DocRequest, render
 from tasks.documents.model import RenderedDoc
 
-# Below this many documents a pool costs more to start than it saves.
-POOL_THRESHOLD = 12
+# A pool costs about a second to start (forkserver, imports); a document takes 20–120 ms.
+# Below this many documents per worker the pool costs more than it saves.
+DOCS_PER_WORKER_THRESHOLD = 15
 
 
 def render_workers() -> int:
@@ -36,7 +37,7 @@ def render_batch(
 ) -> list[RenderedDoc]:
     """Render every request; results in request order."""
     workers = workers or render_workers()
-    if workers <= 1 or len(requests) < POOL_THRESHOLD:
+    if workers <= 1 or len(requests) < workers * DOCS_PER_WORKER_THRESHOLD:
         return _render_chunk(cfg, plan_year, requests, out_root)
     # Contiguous chunks keep each worker's template caches warm; a few chunks per worker balance load.
     n_chunks = min(len(requests), workers * 4)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 # Set before anything imports prefect: no telemetry, a throwaway PREFECT_HOME.
@@ -59,13 +61,27 @@ def _drop_pg_schema(schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+@lru_cache(maxsize=1)
+def _sqlite_template() -> Path:
+    from models.db import get_engine
+    from models.migrate import upgrade
+
+    path = _SESSION_HOME / "template.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    get_engine(url).dispose()  # closing the last connection checkpoints the WAL into the file
+    return path
+
+
 def _make_db(kind: str, tmp_path: Path) -> Iterator[str]:
     from models.db import get_engine
     from models.migrate import upgrade
 
     if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-        upgrade(url)
+        # Copy a database migrated once per session: the migration itself is tested elsewhere.
+        target = tmp_path / "app.db"
+        shutil.copyfile(_sqlite_template(), target)
+        url = f"sqlite:///{target}"
         yield url
         get_engine(url).dispose()
         return

@@ -37,8 +37,8 @@ from config.schema import (
     DateRule,
     Level,
     Milestone,
-    OrgConfig,
     Organisation,
+    OrgConfig,
     Phase,
     Roles,
     Signatory,
@@ -176,7 +176,12 @@ def make_config(topic_prefix: str = "styrkedja/test", hook_port: int = 9) -> Org
         Channel(id="webhook", kind="webhook", url=f"json://127.0.0.1:{hook_port}/hooks"),
     )
     units = (
-        Unit(id="RS", name="Regionstyrelsen", level="region", contacts=(Contact(channel="epost", address="rs@norrsjo.example"),)),
+        Unit(
+            id="RS",
+            name="Regionstyrelsen",
+            level="region",
+            contacts=(Contact(channel="epost", address="rs@norrsjo.example"),),
+        ),
         Unit(
             id="HSN",
             name="Hälso- och sjukvårdsnämnden",
@@ -210,7 +215,11 @@ def make_config(topic_prefix: str = "styrkedja/test", hook_port: int = 9) -> Org
             kind="region",
             roles=Roles(assembly="RS", executive_board="RS", working_committee="RS", finance="RS"),
         ),
-        levels=(Level(id="region", name="Region"), Level(id="styrelse", name="Styrelse"), Level(id="namnd", name="Nämnd")),
+        levels=(
+            Level(id="region", name="Region"),
+            Level(id="styrelse", name="Styrelse"),
+            Level(id="namnd", name="Nämnd"),
+        ),
         channels=channels,
         units=units,
         wheel=Wheel(phases=(phase,), milestones=(milestone,)),
@@ -324,7 +333,10 @@ def test_document_delivered_is_swedish_with_code_how_to_sign_and_link() -> None:
 
 def test_decision_reminder_and_escalation_texts() -> None:
     subject, body = render_message("receipt_disputed", DECISION)
-    assert subject == 'Hälso- och sjukvårdsnämnden har bestridit "Planeringsförutsättningar 2027–2030" – en ny version behövs'
+    assert (
+        subject
+        == 'Hälso- och sjukvårdsnämnden har bestridit "Planeringsförutsättningar 2027–2030" – en ny version behövs'
+    )
     assert "  Ramen saknar indexuppräkning för läkemedel.\n  Se bilaga 2." in body
     assert "ny version" in body and body.endswith(LINK)
 
@@ -349,7 +361,14 @@ def test_decision_reminder_and_escalation_texts() -> None:
 
     subject, body = render_message(
         "escalation",
-        {**base, "unit": "Regionstyrelsen", "overdue_unit": "HSN", "deadline": "2026-03-13", "days_overdue": 4, "link": LINK},
+        {
+            **base,
+            "unit": "Regionstyrelsen",
+            "overdue_unit": "HSN",
+            "deadline": "2026-03-13",
+            "days_overdue": 4,
+            "link": LINK,
+        },
     )
     assert subject == 'Eskalering: HSN är 4 dagar försenad med "Verksamhetsplan 2027"'
     assert "fredag 13 mars 2026" in body and body.endswith(LINK)
@@ -398,7 +417,9 @@ def test_queue_notification_is_idempotent_and_leaves_the_commit_to_the_caller(db
 
     # Inside the caller's transaction: a rollback takes the notification with it.
     with pytest.raises(RuntimeError), session_scope(db_url) as session:
-        queue_notification(session, key="k/2", recipient_unit="HSN", channel_id="epost", address="a@b.se", subject="S", body="B")
+        queue_notification(
+            session, key="k/2", recipient_unit="HSN", channel_id="epost", address="a@b.se", subject="S", body="B"
+        )
         raise RuntimeError("the event failed")
     assert "k/2" not in rows(db_url)
 
@@ -407,6 +428,45 @@ def test_queue_notification_is_idempotent_and_leaves_the_commit_to_the_caller(db
             session, key="k/3", recipient_unit="HSN", channel_id="epost", address="a@b.se", subject="S", body="B",
             attachment="../../etc/passwd",
         )  # fmt: skip
+
+
+def test_queue_notification_race_on_the_same_key_keeps_one_row(db_url: str) -> None:
+    """Two transactions queue the same key; the second inserts while the first is uncommitted (on
+    PostgreSQL it waits, loses on the unique key and gets the winner's row through a savepoint)."""
+    a_inserted, b_started = threading.Event(), threading.Event()
+    ids: dict[str, int] = {}
+    errors: list[BaseException] = []
+    args = {"recipient_unit": "HSN", "channel_id": "epost", "address": "hsn@norrsjo.example", "body": "B"}
+
+    def a() -> None:
+        try:
+            with session_scope(db_url) as session:
+                ids["a"] = int(queue_notification(session, key="race", subject="A", **args).id)  # type: ignore[arg-type]
+                a_inserted.set()
+                b_started.wait(10)
+                threading.Event().wait(0.3)  # let B reach its insert first
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def b() -> None:
+        try:
+            a_inserted.wait(10)
+            b_started.set()
+            with session_scope(db_url) as session:
+                row = queue_notification(session, key="race", subject="B", **args)
+                ids["b"] = int(row.id)  # type: ignore[arg-type]
+                assert row.subject == "A"
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert ids["a"] == ids["b"]
+    assert list(rows(db_url)) == ["race"]
 
 
 def test_notifications_for_unit(cfg: OrgConfig) -> None:
@@ -440,7 +500,9 @@ def test_apprise_url_forms(cfg: OrgConfig, monkeypatch: pytest.MonkeyPatch) -> N
     fixed = Channel(id="x", kind="email", url="mailtos://smtp.example.se?to=fel@example.se&format=html")
     assert apprise_url(fixed, "ratt@example.se") == "mailtos://smtp.example.se?format=html&to=ratt@example.se"
     # Defaults, and a variable that is not set.
-    dflt = Channel(id="x", kind="email", url="mailto://${STYRKEDJA_NO_SUCH_HOST:-127.0.0.1}:${STYRKEDJA_NO_SUCH_PORT:-25}")
+    dflt = Channel(
+        id="x", kind="email", url="mailto://${STYRKEDJA_NO_SUCH_HOST:-127.0.0.1}:${STYRKEDJA_NO_SUCH_PORT:-25}"
+    )
     assert apprise_url(dflt, "a@b.se").startswith("mailto://127.0.0.1:25?to=a@b.se")
     with pytest.raises(notify.ChannelConfigError, match="STYRKEDJA_NO_SUCH_VAR"):
         apprise_url(Channel(id="x", kind="email", url="mailto://u:${STYRKEDJA_NO_SUCH_VAR}@h"), "a@b.se")
@@ -482,6 +544,8 @@ def test_mask_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     reply = f"(535, {PASSWORD.encode()!r}) for {quote(PASSWORD, safe='')}"
     assert PASSWORD not in mask_secrets(reply) and quote(PASSWORD, safe="") not in mask_secrets(reply)
     assert mask_secrets("fel: abcdef-losen", extra=["abcdef-losen"]) == "fel: ***"
+    monkeypatch.setenv("PWD", "/work/main/var/output")  # the working directory is no secret
+    assert mask_secrets("saknas: /work/main/var/output/a.docx") == "saknas: /work/main/var/output/a.docx"
     assert mask_secrets(None) == ""
 
 
@@ -493,7 +557,12 @@ def test_email_arrives_once_in_swedish_with_the_docx_attached(
 ) -> None:
     out = tmp_path / "output"
     docx_bytes = write_docx(out / "2027" / "HSN" / "Planeringsforutsattningar.docx", "Planeringsförutsättningar 2027")
-    queue(db_url, "pf/HSN/v1/anna", address="anna.berg@norrsjo.example", attachment="2027/HSN/Planeringsforutsattningar.docx")
+    queue(
+        db_url,
+        "pf/HSN/v1/anna",
+        address="anna.berg@norrsjo.example",
+        attachment="2027/HSN/Planeringsforutsattningar.docx",
+    )
     queue(db_url, "pf/HSN/v1/lokal", channel="epost_lokal", address="hsn@norrsjo.example")
     t0 = utcnow()
 
@@ -610,7 +679,7 @@ def test_a_server_reply_that_echoes_the_password_is_masked(
     queue(db_url, "pf/HSN/v1/echo", channel="epost_losen")
     report = deliver_outbox(cfg, db_url, now=utcnow())
     assert report.retried == 1
-    assert smtp.box.logins == [("styrkedja", "Hemligt-Losen-99")]
+    assert smtp.box.logins and set(smtp.box.logins) == {("styrkedja", "Hemligt-Losen-99")}  # smtplib tries 2 ways
     error = rows(db_url)["pf/HSN/v1/echo"].last_error or ""
     assert "535" in error and "Fel l" in error
     assert "Hemligt-Losen-99" not in error and "***" in error
@@ -702,9 +771,17 @@ def test_rows_that_cannot_be_sent_never_raise(
     assert smtp.box.keys() == ["good"]
 
 
-def test_the_one_time_code_is_filled_in_at_send_time_and_never_stored(
-    db_url: str, smtp: SmtpServer, cfg: OrgConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class IssuedReceipt:
+    id: int
+    key: str
+    cycle_id: int
+    code: str
+
+
+@pytest.fixture
+def issued(db_url: str, monkeypatch: pytest.MonkeyPatch) -> IssuedReceipt:
+    """A receipt row; its one-time code as tasks.receipts derives it."""
     try:
         from tasks.receipts import code_for
     except ImportError:  # tasks.receipts is being written by someone else; stand in for it
@@ -733,19 +810,28 @@ def test_the_one_time_code_is_filled_in_at_send_time_and_never_stored(
         )
         session.add(receipt)
         session.flush()
-        receipt_id, receipt_key, cycle_id = receipt.id, receipt.key, cycle.id
+        return IssuedReceipt(receipt.id, receipt.key, cycle.id, code_for(receipt.key))  # type: ignore[arg-type]
+
+
+def queue_with_code(db_url: str, key: str, receipt: IssuedReceipt, **kw: Any) -> None:
     queue(
         db_url,
-        "pf/HSN/v1/code",
-        channel="epost_lokal",
-        receipt_id=receipt_id,
-        cycle_id=cycle_id,
-        context={"code": CODE_PLACEHOLDER, "receipt_id": receipt_id},
+        key,
+        receipt_id=receipt.id,
+        cycle_id=receipt.cycle_id,
+        context={"code": CODE_PLACEHOLDER, "receipt_id": receipt.id},
+        **kw,
     )
+
+
+def test_the_one_time_code_is_filled_in_at_send_time_and_never_stored(
+    db_url: str, smtp: SmtpServer, cfg: OrgConfig, issued: IssuedReceipt
+) -> None:
+    queue_with_code(db_url, "pf/HSN/v1/code", issued, channel="epost_lokal")
     assert CODE_PLACEHOLDER in rows(db_url)["pf/HSN/v1/code"].body
 
     assert deliver_outbox(cfg, db_url, now=utcnow()).sent == 1
-    code = code_for(receipt_key)
+    code = issued.code
     text = smtp.box.mails[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert f"Er engångskod: {code}" in text and f"--code {code}" in text and CODE_PLACEHOLDER not in text
     stored = rows(db_url)["pf/HSN/v1/code"]
@@ -805,6 +891,34 @@ def test_mqtt_message_arrives_on_the_units_topic(db_url: str, cfg: OrgConfig, br
     assert received_topic == topic
     assert payload.startswith(subject) and body in payload
     assert payload.rstrip().endswith("Referens: pf/HSN/v1/mqtt")
+
+
+def test_the_code_in_an_mqtt_payload_never_reaches_a_debug_log(
+    db_url: str, cfg: OrgConfig, broker: None, issued: IssuedReceipt, caplog: pytest.LogCaptureFixture
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    topic = dict(notifications_for_unit(cfg, "HSN"))["mqtt"]
+    payloads: list[str] = []
+    arrived, subscribed = threading.Event(), threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = lambda _c, _u, msg: (payloads.append(msg.payload.decode()), arrived.set())
+    client.connect(MQTT_HOST, MQTT_PORT)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    try:
+        assert subscribed.wait(5)
+        queue_with_code(db_url, "pf/HSN/v1/mqtt-code", issued, channel="mqtt", address=topic)
+        with caplog.at_level(logging.DEBUG):  # apprise logs the MQTT payload at DEBUG
+            assert deliver_outbox(cfg, db_url, now=utcnow()).sent == 1
+        assert arrived.wait(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert f"Er engångskod: {issued.code}" in payloads[0]
+    assert "MQTT Payload" in caplog.text  # the line was logged ...
+    assert issued.code not in caplog.text  # ... without the code
 
 
 def test_webhook_gets_json_with_the_key_header(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,36 +88,37 @@ def test_sign_with_code_agrees_and_notifies_sender(cfg, db_url, tmp_path):
     assert _count(db_url, Notification) > before
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["wrong code", "other unit's signatory", "no such receipt", "dispute without comment", "already signed", "blank reason"],
-)
-def test_refusals_leave_state_unchanged_and_are_audited(cfg, db_url, tmp_path, case):
+REFUSALS = ["wrong code", "other unit's signatory", "no such receipt", "dispute without comment", "blank reason",
+            "already signed"]
+
+
+def test_refusals_leave_state_unchanged_and_are_audited(cfg, db_url, tmp_path):
     _distribute(cfg, db_url, tmp_path)
     rows = _receipts(db_url)
     r, other = rows[0], rows[1]
     code = code_for(r.key)
-    if case == "already signed":
-        sign(cfg, SignRequest(r.id, _signer(cfg, r), code, actor="t"), db_url)
-    before = {x.id: (x.state, x.signed_by) for x in _receipts(db_url)}
-    audits_before = _count(db_url, AuditEntry)
     attempts = {
         "wrong code": (sign, SignRequest(r.id, _signer(cfg, r), "AAAAAAAA"), AuthorisationError, "wrong one-time code"),
         "other unit's signatory": (
             sign, SignRequest(r.id, _signer(cfg, other), code), AuthorisationError, "not a signatory"),
         "no such receipt": (sign, SignRequest(999_999, _signer(cfg, r), code), NotFoundError, "no receipt with id"),
         "dispute without comment": (dispute, SignRequest(r.id, _signer(cfg, r), code, comment="  "), UserError, "comment"),
-        "already signed": (sign, SignRequest(r.id, _signer(cfg, r), code), UserError, "already agreed"),
         "blank reason": (sign, SignRequest(r.id, operator_reason=" "), AuthorisationError, "reason"),
+        "already signed": (sign, SignRequest(r.id, _signer(cfg, r), code), UserError, "already agreed"),
     }
-    fn, req, exc_type, text = attempts[case]
-    with pytest.raises(exc_type, match=text):
-        fn(cfg, req, db_url)
-    assert {x.id: (x.state, x.signed_by) for x in _receipts(db_url)} == before
-    assert _count(db_url, AuditEntry) == audits_before + 1
-    with session_scope(db_url) as s:
-        last = s.exec(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
-    assert last.action.startswith("refused_") and last.reason
+    for case in REFUSALS:
+        if case == "already signed":
+            sign(cfg, SignRequest(r.id, _signer(cfg, r), code, actor="t"), db_url)
+        before = {x.id: (x.state, x.signed_by, x.code_hash) for x in _receipts(db_url)}
+        audits_before = _count(db_url, AuditEntry)
+        fn, req, exc_type, text = attempts[case]
+        with pytest.raises(exc_type, match=text):
+            fn(cfg, req, db_url)
+        assert {x.id: (x.state, x.signed_by, x.code_hash) for x in _receipts(db_url)} == before, case
+        assert _count(db_url, AuditEntry) == audits_before + 1, case
+        with session_scope(db_url) as s:
+            last = s.exec(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert last.action.startswith("refused_") and last.reason, case
 
 
 def test_dispute_then_new_version_supersedes_and_links(cfg, db_url, tmp_path):

@@ -47,6 +47,8 @@ FMT_INT = "#,##0"
 FMT_PERCENT = "0.0%"
 FMT_DATE = "yyyy-mm-dd"
 
+FONT = "Calibri"
+LINE_HEIGHT = 15.0  # points per text line at 11 pt
 FILL_INPUT = "FFF6D5"
 FILL_HEADER = "1F3864"
 GREEN, YELLOW, ORANGE, RED = "C6EFCE", "FFEB9C", "F8CBAD", "FFC7CE"
@@ -65,10 +67,11 @@ def _named_styles() -> list[NamedStyle]:
     locked, unlocked = Protection(locked=True), Protection(locked=False)
     input_fill = PatternFill("solid", fgColor=FILL_INPUT)
     top = Alignment(vertical="top", wrap_text=True)
+    plain = Font(name=FONT, size=11)
     styles = [
         NamedStyle(
             "sk_header",
-            font=Font(bold=True, color="FFFFFF"),
+            font=Font(name=FONT, bold=True, color="FFFFFF"),
             fill=PatternFill("solid", fgColor=FILL_HEADER),
             alignment=Alignment(vertical="center", wrap_text=True),
             border=grid,
@@ -76,27 +79,30 @@ def _named_styles() -> list[NamedStyle]:
         ),
         NamedStyle(
             "sk_total",
-            font=Font(bold=True),
+            font=Font(name=FONT, bold=True),
             number_format=FMT_SEK,
             border=Border(top=Side(style="medium"), bottom=Side(style="double")),
             protection=locked,
         ),
         NamedStyle(
             "sk_total_text",
-            font=Font(bold=True),
+            font=Font(name=FONT, bold=True),
             border=Border(top=Side(style="medium"), bottom=Side(style="double")),
             protection=locked,
         ),
-        NamedStyle("sk_title", font=Font(bold=True, size=14), protection=locked),
-        NamedStyle("sk_label", font=Font(bold=True), alignment=top, protection=locked),
+        NamedStyle("sk_title", font=Font(name=FONT, bold=True, size=14), protection=locked),
+        NamedStyle("sk_label", font=Font(name=FONT, bold=True), alignment=top, protection=locked),
     ]
     for kind in ("text", "sek", "int", "number", "percent", "date"):
         fmt = _NUMBER_FORMAT.get(kind, "General")
         align = top if kind == "text" else Alignment(vertical="top")
-        styles.append(NamedStyle(f"sk_{kind}", number_format=fmt, alignment=align, border=grid, protection=locked))
+        styles.append(
+            NamedStyle(f"sk_{kind}", font=plain, number_format=fmt, alignment=align, border=grid, protection=locked)
+        )
         styles.append(
             NamedStyle(
                 f"sk_input_{kind}",
+                font=plain,
                 number_format=fmt,
                 alignment=align,
                 border=grid,
@@ -166,6 +172,7 @@ class _Builder:
             self.wb.add_named_style(style)
         self.lists: Worksheet | None = None
         self.list_col = 0
+        self.list_refs: dict[tuple[str, ...], str] = {}
         # requested sheet name -> (actual title, column key -> letter, first and last data row)
         self.layout: dict[str, tuple[str, dict[str, str], int, int]] = {}
         self.titles: set[str] = set()
@@ -219,7 +226,10 @@ class _Builder:
             elif line.strip():
                 cell = ws.cell(r, 2)
                 cell.alignment = Alignment(wrap_text=True, vertical="top")
-                put(cell, "• " + line.strip()[2:] if line.lstrip().startswith("- ") else line.strip())
+                value = "• " + line.strip()[2:] if line.lstrip().startswith("- ") else line.strip()
+                put(cell, value)
+                if len(value) > 95:
+                    ws.row_dimensions[r].height = LINE_HEIGHT * min(-(-len(value) // 95), 12)
             r += 1
         _protect(ws)
         _print_setup(ws, meta, landscape=False)
@@ -237,12 +247,19 @@ class _Builder:
             cell.style = "sk_header"
             put(cell, col.header)
             ws.column_dimensions[letters[i]].width = col.width
-        ws.row_dimensions[1].height = 32
+        # Header text wraps; give the row room for the longest header.
+        header_lines = max(-(-len(c.header) // max(int(c.width * 1.1) - 1, 1)) for c in cols)
+        ws.row_dimensions[1].height = LINE_HEIGHT * max(2, min(header_lines, 5)) + 2
 
         n_rows = len(spec.rows) + spec.blank_rows
         first, last = 2, 1 + n_rows
-        styles = [f"sk_input_{_style_kind(c)}" if c.editable else f"sk_{_style_kind(c)}" for c in cols]
         locked_styles = [f"sk_{_style_kind(c)}" for c in cols]
+        input_styles = [
+            locked_styles[i] if c.kind == "formula" else f"sk_input_{_style_kind(c)}" for i, c in enumerate(cols)
+        ]
+        styles = [input_styles[i] if c.editable else locked_styles[i] for i, c in enumerate(cols)]
+        # Blank rows are rows to fill: every column except formulas is open there.
+        first_blank = first + len(spec.rows)
         fixed_cells: list[set[int]] = [set() for _ in cols]
         base_refs = {f"{k}_col": v for k, v in keys.items()} | {"first": str(first), "last": str(last)}
         blank: tuple[CellValue, ...] = tuple(None for _ in cols)
@@ -250,6 +267,8 @@ class _Builder:
         for offset in range(n_rows):
             r = first + offset
             values = spec.rows[offset] if offset < len(spec.rows) else blank
+            if offset < len(spec.rows):
+                _fit_height(ws, r, values, cols)
             if len(values) != len(cols):
                 raise ValueError(f"sheet {spec.name!r} row {offset + 1}: {len(values)} values, {len(cols)} columns")
             refs = _Refs(base_refs, row=str(r))
@@ -261,7 +280,7 @@ class _Builder:
                     put(cell, value.value)
                     fixed_cells[i].add(r)
                     continue
-                cell.style = styles[i]
+                cell.style = input_styles[i] if r >= first_blank else styles[i]
                 if col.kind == "formula" and col.formula and value is None:
                     cell.value = col.formula.format_map(refs)
                 else:
@@ -290,7 +309,9 @@ class _Builder:
         ws.auto_filter.ref = f"A1:{letters[-1]}{max(last, 1)}"
         if n_rows:
             for i, col in enumerate(cols):
-                self.validate(ws, col, letters[i], first, last, fixed_cells[i])
+                start = first if col.editable else first_blank
+                if col.kind != "formula" and start <= last:
+                    self.validate(ws, col, letters[i], start, last, fixed_cells[i])
                 self.highlight(ws, col, letters[i], first, last)
         self.layout[spec.name] = (ws.title, keys, first, last)
         _protect(ws)
@@ -302,6 +323,8 @@ class _Builder:
         if len(inline) <= 200 and not any(set(c) & {",", '"'} for c in choices):
             return f'"{inline}"'
         # Excel caps inline lists at 255 characters and cannot escape commas: use a range.
+        if choices in self.list_refs:
+            return self.list_refs[choices]
         if self.lists is None:
             self.lists = self.wb.create_sheet(LISTS_SHEET)
             self.lists.sheet_state = "hidden"
@@ -310,11 +333,11 @@ class _Builder:
         letter = get_column_letter(self.list_col)
         for r, choice in enumerate(choices, start=1):
             put(self.lists.cell(r, self.list_col), choice)
-        return f"{quote_sheetname(LISTS_SHEET)}!${letter}$1:${letter}${len(choices)}"
+        ref = f"{quote_sheetname(LISTS_SHEET)}!${letter}$1:${letter}${len(choices)}"
+        self.list_refs[choices] = ref
+        return ref
 
     def validate(self, ws: Worksheet, col: ColumnSpec, letter: str, first: int, last: int, skip: set[int]) -> None:
-        if not col.editable:
-            return
         dv: DataValidation | None = None
         if col.kind == "choice" and col.choices:
             dv = DataValidation(type="list", formula1=self.choice_formula(col.choices), allow_blank=True)
@@ -452,6 +475,19 @@ class _Builder:
         props.created = props.modified = datetime(meta.created.year, meta.created.month, meta.created.day)
         # openpyxl stores no cached results; make Excel compute every formula on opening.
         self.wb.calculation.fullCalcOnLoad = True
+
+
+def _fit_height(ws: Worksheet, row: int, values: Sequence[object], cols: Sequence[ColumnSpec]) -> None:
+    # Neither Excel nor LibreOffice grows a row for wrapped text in a file they did not save,
+    # so the height is estimated from the text length and the column width.
+    lines = 1
+    for value, col in zip(values, cols, strict=True):
+        if isinstance(value, Fixed):
+            value = value.value
+        if isinstance(value, str) and len(value) > col.width:
+            lines = max(lines, sum(-(-max(len(part), 1) // max(int(col.width * 1.1), 1)) for part in value.split("\n")))
+    if lines > 1:
+        ws.row_dimensions[row].height = LINE_HEIGHT * min(lines, 12)
 
 
 def _fill(colour: str) -> PatternFill:

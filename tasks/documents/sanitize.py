@@ -67,9 +67,9 @@ def safe_filename(name: str) -> str:
     no reserved Windows device name, at most 120 characters, never empty."""
     s = unicodedata.normalize("NFC", clean_text(str(name), 4 * MAX_FILENAME))
     s = _FILENAME_BAD.sub("_", s)
-    s = re.sub(r"\.{2,}", ".", s)  # ".." can never survive, wherever it stands
-    s = re.sub(r"\s+", " ", s).strip(" .")
-    s = re.sub(r"_{2,}", "_", s)
+    # Runs of dots and underscores collapse, so ".." can never survive, wherever it stands.
+    s = re.sub(r"[._]{2,}", lambda m: "_" if "_" in m.group() else ".", s)
+    s = re.sub(r"\s+", " ", s).strip(" ._")
     if not s or not s.strip("_"):
         s = "dokument"
     if s.split(".", 1)[0].strip().upper() in _WINDOWS_RESERVED:
@@ -97,8 +97,9 @@ def safe_path(root: Path, *parts: str) -> Path:
             or PurePosixPath(text).is_absolute()
             or PureWindowsPath(text).is_absolute()
             or PureWindowsPath(text).drive
+            or ".." in PurePosixPath(text.replace("\\", "/")).parts
         ):
-            raise UserError(f"unsafe path component {text!r}: must be a relative name")
+            raise UserError(f"unsafe path component {text!r}: must be a relative name without '..'")
     target = base.joinpath(*parts).resolve()
     if not target.is_relative_to(base) or target == base:
         shown = "/".join(str(p) for p in parts)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import os
 import re
 import time
@@ -81,7 +80,13 @@ def procent(x: float | int | None, decimals: int = 1) -> str:
     return "" if x is None else f"{tal(x, decimals)}{NBSP}%"
 
 
+def label(s: object) -> str:
+    """Text that can stand inside a [[field:name|label|guide]] directive."""
+    return str(s).replace("|", "/").replace("[", "(").replace("]", ")")
+
+
 FILTERS: dict[str, Callable[..., str]] = {
+    "label": label,
     "datum": datum,
     "iso": iso,
     "tal": tal,
@@ -91,12 +96,13 @@ FILTERS: dict[str, Callable[..., str]] = {
 
 
 def _finalize(value: object) -> object:
-    # Every {{ value }} is cleaned, and newlines inside a value are flattened: the markup is
-    # line-based, so a value must not be able to start a heading or a directive line of its own.
+    # Every {{ value }} is cleaned of characters XML cannot hold. Newlines stay: macros return
+    # multi-line markup. Values from the configuration are flattened to one line when the
+    # context is built, so that they cannot start a heading or directive line of their own.
     if value is None:
         return ""
     if isinstance(value, str):
-        return " ".join(clean_text(value).split("\n"))
+        return clean_text(value)
     return value
 
 
@@ -135,16 +141,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=1)
-def builtin_fingerprint() -> str:
-    """sha256 over every built-in template (name and text): a change to a shared macro file
-    changes the content hash of every document."""
-    h = hashlib.sha256()
-    for p in sorted(BUILTIN_DIR.glob("*.j2")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------
 # Organisation templates (sandboxed)
 # ---------------------------------------------------------------------------
@@ -162,20 +158,6 @@ def user_template(name: str) -> Path | None:
         return None
     path = folder / _check_name(name)
     return path if path.is_file() else None
-
-
-@functools.lru_cache(maxsize=256)
-def _file_hash(path: str, _mtime_ns: int, _size: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def template_fingerprint(name: str) -> str:
-    """What the rendered text depends on besides its context: the built-ins plus an override."""
-    path = user_template(name)
-    if path is None:
-        return builtin_fingerprint()
-    st = path.stat()
-    return builtin_fingerprint() + ":" + _file_hash(str(path), st.st_mtime_ns, st.st_size)
 
 
 def render(name: str, context: Mapping[str, Any]) -> str:

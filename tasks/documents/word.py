@@ -3,7 +3,7 @@
 Markup (one directive per line; the text comes from the Jinja templates):
 
     # Rubrik / ## Rubrik / ### Rubrik   Heading 1/2/3 (real styles, so the TOC finds them)
-    - punkt                             List Bullet
+    - punkt                             List Bullet ("  - punkt", indented: List Bullet 2)
     > vägledning                        guidance paragraph (style "Vägledning", italic grey)
     [[toc]]                             "Innehåll" + a TOC field (TOC \\o "1-3" \\h \\z \\u)
     [[pagebreak]]                       page break
@@ -30,19 +30,19 @@ import functools
 import io
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from docx import Document
 from docx.document import Document as DocxDocument
-from docx.enum.section import WD_SECTION
 from docx.enum.style import WD_STYLE_TYPE
-from docx.enum.table import WD_TABLE_ALIGNMENT
-from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_BREAK, WD_TAB_ALIGNMENT
+from docx.enum.text import WD_TAB_ALIGNMENT
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Cm, Pt, RGBColor
+from docx.styles import BabelFish
 from docx.text.paragraph import Paragraph
 
 from models.errors import UserError
@@ -54,11 +54,14 @@ from tasks.documents.text import datum, iso, tal
 FIELD_BOOKMARK_PREFIX = "sk_"
 ANSWER_STYLE = "Svarsfält"
 GUIDANCE_STYLE = "Vägledning"
+TABLE_STYLE = "Tabelltext"
 TOC_PLACEHOLDER = "Högerklicka och välj Uppdatera fält för att visa innehållsförteckningen"
 TOC_INSTRUCTION = ' TOC \\o "1-3" \\h \\z \\u '
 
 PAGE_WIDTH_CM, PAGE_HEIGHT_CM, MARGIN_CM = 21.0, 29.7, 2.5
 TEXT_WIDTH_CM = PAGE_WIDTH_CM - 2 * MARGIN_CM
+HEADER_TITLE_CHARS = 70
+XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 HEADER_FILL = "1F3864"
 ANSWER_FILL = "FFF6D5"
 
@@ -74,9 +77,24 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 # Base document: styles set once per process, in code (no binary template in the repository)
 # ---------------------------------------------------------------------------
 
+# Styles the writer uses; everything else in python-docx's default template is dropped so that
+# every document parses and saves quickly (its styles.xml alone is 350 kB).
+_KEEP_STYLES = {
+    "Normal", "Default Paragraph Font", "Normal Table", "No List", "Table Grid",
+    "Heading 1", "Heading 2", "Heading 3", "Title", "Subtitle", "List Bullet", "List Bullet 2", "List Paragraph",
+    "TOC Heading", "Header", "Footer", GUIDANCE_STYLE, ANSWER_STYLE, TABLE_STYLE,
+}  # fmt: skip
+_DROP_RELS = ("stylesWithEffects", "customXml", "thumbnail")
+
+
+@dataclass(frozen=True)
+class _Base:
+    data: bytes
+    style_ids: dict[str, str]  # style name -> style id
+
 
 @functools.lru_cache(maxsize=1)
-def _base_docx() -> bytes:
+def _base() -> _Base:
     doc = Document()
     section = doc.sections[0]
     section.page_width, section.page_height = Cm(PAGE_WIDTH_CM), Cm(PAGE_HEIGHT_CM)
@@ -93,18 +111,24 @@ def _base_docx() -> bytes:
     normal.paragraph_format.space_after = Pt(6)
 
     guidance = styles.add_style(GUIDANCE_STYLE, WD_STYLE_TYPE.PARAGRAPH)
+    guidance.style_id = "Vagledning"  # ASCII ids, as Word itself writes them
     guidance.base_style = normal
     guidance.font.italic = True
     guidance.font.size = Pt(10)
     guidance.font.color.rgb = RGBColor(0x59, 0x59, 0x59)
 
+    table_text = styles.add_style(TABLE_STYLE, WD_STYLE_TYPE.PARAGRAPH)
+    table_text.base_style = normal
+    table_text.font.size = Pt(9.5)
+    table_text.paragraph_format.space_before = Pt(1)
+    table_text.paragraph_format.space_after = Pt(1)
+
     answer = styles.add_style(ANSWER_STYLE, WD_STYLE_TYPE.PARAGRAPH)
+    answer.style_id = "Svarsfalt"
     answer.base_style = normal
     answer.next_paragraph_style = answer
-    answer.paragraph_format.space_before = Pt(3)
-    answer.paragraph_format.space_after = Pt(3)
-    answer.paragraph_format.left_indent = Cm(0.2)
     ppr = answer.element.get_or_add_pPr()
+    # Border and shading first: python-docx inserts spacing and indent after them, in schema order.
     borders = OxmlElement("w:pBdr")
     for side in ("top", "left", "bottom", "right"):
         b = OxmlElement(f"w:{side}")
@@ -115,22 +139,97 @@ def _base_docx() -> bytes:
         borders.append(b)
     ppr.append(borders)
     ppr.append(_shading(ANSWER_FILL))
+    answer.paragraph_format.space_before = Pt(3)
+    answer.paragraph_format.space_after = Pt(3)
+    answer.paragraph_format.left_indent = Cm(0.2)
 
-    footer = styles["Footer"]
-    footer.font.size = Pt(9)
-    styles["Header"].font.size = Pt(9)
+    for name in ("Header", "Footer"):
+        # One right-aligned tab at the text edge (the template's are for US Letter).
+        style = styles[name]
+        style.font.size = Pt(9)
+        style.paragraph_format.tab_stops.clear_all()
+        style.paragraph_format.tab_stops.add_tab_stop(Cm(TEXT_WIDTH_CM), WD_TAB_ALIGNMENT.RIGHT)
 
+    # Keep the styles in use and what they are based on or linked to.
+    by_id = {s.get(qn("w:styleId")): s for s in styles.element.findall(qn("w:style"))}
+    keep: set[str] = set()
+    todo = [sid for sid, el in by_id.items() if _style_name(el) in _KEEP_STYLES]
+    while todo:
+        sid = todo.pop()
+        if sid in keep or sid not in by_id:
+            continue
+        keep.add(sid)
+        for tag in ("w:basedOn", "w:link", "w:next"):
+            ref = by_id[sid].find(qn(tag))
+            if ref is not None:
+                todo.append(ref.get(qn("w:val")))
+    for sid, el in by_id.items():
+        if sid not in keep:
+            styles.element.remove(el)
+    for rel_id, rel in list(doc.part.rels.items()):
+        if rel.reltype.endswith(_DROP_RELS):
+            doc.part.rels.pop(rel_id)
+    package_rels = doc.part.package.rels
+    for rel_id, rel in list(package_rels.items()):
+        if rel.reltype.endswith(_DROP_RELS):
+            package_rels.pop(rel_id)
+
+    style_ids = {_style_name(by_id[sid]): sid for sid in keep}
     buf = io.BytesIO()
     doc.save(buf)
-    return buf.getvalue()
+    return _Base(buf.getvalue(), style_ids)
 
 
-def _shading(fill: str) -> OxmlElement:
+def _style_name(el: Any) -> str:
+    name = el.find(qn("w:name"))
+    raw = name.get(qn("w:val")) if name is not None else ""
+    # styles.xml spells built-in names in lower case ("heading 1"); python-docx shows "Heading 1".
+    return BabelFish.internal2ui(raw)
+
+
+def _shading(fill: str) -> Any:
     shd = OxmlElement("w:shd")
     shd.set(qn("w:val"), "clear")
     shd.set(qn("w:color"), "auto")
     shd.set(qn("w:fill"), fill)
     return shd
+
+
+def _el(tag: str, parent: Any = None, **attrs: str) -> Any:
+    el = OxmlElement(tag)
+    for key, value in attrs.items():
+        el.set(qn(f"w:{key}"), value)
+    if parent is not None:
+        parent.append(el)
+    return el
+
+
+def _run(text: str, *, bold: bool = False, italic: bool = False, color: str | None = None) -> Any:
+    """A w:r with text; \n becomes a line break and \t a tab, as Word expects."""
+    r = OxmlElement("w:r")
+    if bold or italic or color:
+        rpr = _el("w:rPr", r)
+        if bold:
+            _el("w:b", rpr)
+        if italic:
+            _el("w:i", rpr)
+        if color:
+            _el("w:color", rpr, val=color)
+    for i, line in enumerate(text.split("\n")):
+        if i:
+            _el("w:br", r)
+        for j, chunk in enumerate(line.split("\t")):
+            if j:
+                _el("w:tab", r)
+            if chunk:
+                t = _el("w:t", r)
+                t.text = chunk
+                t.set(XML_SPACE, "preserve")
+    return r
+
+
+def _twips(cm: float) -> str:
+    return str(round(cm * 567))
 
 
 # ---------------------------------------------------------------------------
@@ -145,8 +244,9 @@ def write_docx(path: Path, meta: DocMeta, markup: str, tables: Mapping[str, Tabl
 
 
 def build_docx(meta: DocMeta, markup: str, tables: Mapping[str, TableData]) -> DocxDocument:
-    doc = Document(io.BytesIO(_base_docx()))
-    writer = _Writer(doc)
+    base = _base()
+    doc = Document(io.BytesIO(base.data))
+    writer = _Writer(doc, base.style_ids)
     _cover(writer, meta)
     writer.markup(markup, tables)
     _header_footer(doc, meta)
@@ -155,27 +255,33 @@ def build_docx(meta: DocMeta, markup: str, tables: Mapping[str, TableData]) -> D
 
 
 class _Writer:
-    def __init__(self, doc: DocxDocument) -> None:
+    """Appends body elements as raw WordprocessingML: python-docx's style setter looks up the
+    default style by scanning every style, which made a document ten times slower."""
+
+    def __init__(self, doc: DocxDocument, style_ids: Mapping[str, str]) -> None:
         self.doc = doc
-        self.body = doc.element.body
-        # Style objects looked up once: a lookup by name walks every style in the document.
-        s = doc.styles
-        self.style = {
-            name: s[name]
-            for name in (
-                "Normal", "Heading 1", "Heading 2", "Heading 3", "List Bullet", "Title",
-                "Subtitle", "TOC Heading", GUIDANCE_STYLE, ANSWER_STYLE,
-            )
-        }  # fmt: skip
-        self.table_style = s["Table Grid"]
+        self.anchor = doc.element.body.get_or_add_sectPr()
+        self.style_ids = style_ids
         self.bookmark_id = 100
         self.fields: set[str] = set()
 
-    def para(self, text: str = "", style: str = "Normal") -> Paragraph:
-        p = self.doc.add_paragraph(style=self.style[style])
+    def add(self, el: Any) -> Any:
+        self.anchor.addprevious(el)
+        return el
+
+    def para(self, text: str = "", style: str | None = None) -> Any:
+        p = self.add(OxmlElement("w:p"))
+        if style and style != "Normal":
+            ppr = _el("w:pPr", p)
+            _el("w:pStyle", ppr, val=self.style_ids[style])
         if text:
             _runs(p, text)
         return p
+
+    def page_break(self) -> None:
+        p = self.add(OxmlElement("w:p"))
+        r = _el("w:r", p)
+        _el("w:br", r, type="page")
 
     def markup(self, markup: str, tables: Mapping[str, TableData]) -> None:
         pending: list[str] = []
@@ -199,7 +305,8 @@ class _Writer:
                 self.para(line[level:].strip(), f"Heading {level}")
             elif line.startswith("- "):
                 flush()
-                self.para(line[2:].strip(), "List Bullet")
+                # An indented "- " is the second list level.
+                self.para(line[2:].strip(), "List Bullet 2" if raw.startswith((" ", "\t")) else "List Bullet")
             elif line.startswith("> "):
                 flush()
                 self.para(line[2:].strip(), GUIDANCE_STYLE)
@@ -211,13 +318,13 @@ class _Writer:
         if line == "[[toc]]":
             self.toc()
         elif line == "[[pagebreak]]":
-            self.doc.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
+            self.page_break()
         elif m := _TABLE.match(line):
             name = m.group(1)
             if name not in tables:
                 known = ", ".join(sorted(tables)) or "none"
                 raise UserError(f"document markup line {number}: unknown table {name!r} (known: {known})")
-            add_table(self.doc, tables[name], self.table_style)
+            self.table(tables[name])
         elif m := _FIELD.match(line):
             name, label, guide = m.group(1).strip(), m.group(2).strip(), (m.group(3) or "").strip()
             if not FIELD_NAME.match(name):
@@ -234,59 +341,102 @@ class _Writer:
 
     def toc(self) -> None:
         self.para("Innehåll", "TOC Heading")
-        p = self.doc.add_paragraph()
-        r = p.add_run()._r
-        begin = OxmlElement("w:fldChar")
-        begin.set(qn("w:fldCharType"), "begin")
+        p = self.para()
         # dirty: Word offers to update the field when the document is opened.
-        begin.set(qn("w:dirty"), "true")
-        r.append(begin)
-        r = p.add_run()._r
-        instr = OxmlElement("w:instrText")
-        instr.set(qn("xml:space"), "preserve")
+        _el("w:fldChar", _el("w:r", p), fldCharType="begin", dirty="true")
+        instr = _el("w:instrText", _el("w:r", p))
+        instr.set(XML_SPACE, "preserve")
         instr.text = TOC_INSTRUCTION
-        r.append(instr)
-        r = p.add_run()._r
-        sep = OxmlElement("w:fldChar")
-        sep.set(qn("w:fldCharType"), "separate")
-        r.append(sep)
-        p.add_run(TOC_PLACEHOLDER).italic = True
-        r = p.add_run()._r
-        end = OxmlElement("w:fldChar")
-        end.set(qn("w:fldCharType"), "end")
-        r.append(end)
+        _el("w:fldChar", _el("w:r", p), fldCharType="separate")
+        p.append(_run(TOC_PLACEHOLDER, italic=True))
+        _el("w:fldChar", _el("w:r", p), fldCharType="end")
 
     def field(self, name: str, label: str, guide: str) -> None:
-        heading = self.para(label, "Heading 2")
+        heading = self.para("", "Heading 2")
         self.bookmark_id += 1
-        start = OxmlElement("w:bookmarkStart")
-        start.set(qn("w:id"), str(self.bookmark_id))
-        start.set(qn("w:name"), FIELD_BOOKMARK_PREFIX + name)
-        end = OxmlElement("w:bookmarkEnd")
-        end.set(qn("w:id"), str(self.bookmark_id))
-        ppr = heading._p.pPr
-        if ppr is not None:
-            ppr.addnext(start)
-        else:
-            heading._p.insert(0, start)
-        heading._p.append(end)
+        _el("w:bookmarkStart", heading, id=str(self.bookmark_id), name=FIELD_BOOKMARK_PREFIX + name)
+        _runs(heading, label)
+        _el("w:bookmarkEnd", heading, id=str(self.bookmark_id))
         if guide:
             self.para(guide, GUIDANCE_STYLE)
         self.para("", ANSWER_STYLE)
 
+    def table(self, data: TableData, *, header: bool = True, borders: bool = True) -> None:
+        n = len(data.headers)
+        widths = data.widths or tuple(TEXT_WIDTH_CM / n for _ in range(n))
+        if len(widths) != n:
+            raise ValueError(f"table has {n} headers but {len(widths)} widths")
+        numeric = set(data.numeric)
+        tbl = self.add(OxmlElement("w:tbl"))
+        tblpr = _el("w:tblPr", tbl)
+        if borders:
+            _el("w:tblStyle", tblpr, val=self.style_ids["Table Grid"])
+        _el("w:tblW", tblpr, w=_twips(sum(widths)), type="dxa")
+        _el("w:tblLayout", tblpr, type="fixed")
+        _el(
+            "w:tblLook",
+            tblpr,
+            val="04A0",
+            firstRow="1",
+            lastRow="0",
+            firstColumn="1",
+            lastColumn="0",
+            noHBand="0",
+            noVBand="1",
+        )
+        grid = _el("w:tblGrid", tbl)
+        tw = [_twips(w) for w in widths]
+        for w in tw:
+            _el("w:gridCol", grid, w=w)
+        if header:
+            tr = _el("w:tr", tbl)
+            trpr = _el("w:trPr", tr)
+            # Repeat the header row on every page; never split it across pages.
+            _el("w:cantSplit", trpr)
+            _el("w:tblHeader", trpr)
+            for text_, w in zip(data.headers, tw, strict=True):
+                tc = _el("w:tc", tr)
+                tcpr = _el("w:tcPr", tc)
+                _el("w:tcW", tcpr, w=w, type="dxa")
+                tcpr.append(_shading(HEADER_FILL))
+                p = _el("w:p", tc)
+                self.cell_style(p)
+                p.append(_run(clean_text(text_, 500), bold=True, color="FFFFFF"))
+        for row_values in data.rows:
+            if len(row_values) != n:
+                raise ValueError(f"table row has {len(row_values)} cells, expected {n}: {row_values!r}")
+            tr = _el("w:tr", tbl)
+            for i, (value, w) in enumerate(zip(row_values, tw, strict=True)):
+                tc = _el("w:tc", tr)
+                _el("w:tcW", _el("w:tcPr", tc), w=w, type="dxa")
+                p = _el("w:p", tc)
+                right = i in numeric or (isinstance(value, int | float) and not isinstance(value, bool))
+                self.cell_style(p, right=right)
+                cell = _cell_text(value)
+                if cell:
+                    p.append(_run(cell, bold=not header and i == 0))
+        # A table directly followed by a heading looks cramped; an empty paragraph gives air.
+        self.para()
 
-def _runs(p: Paragraph, text: str) -> None:
+    def cell_style(self, p: Any, *, right: bool = False) -> None:
+        ppr = _el("w:pPr", p)
+        _el("w:pStyle", ppr, val=self.style_ids[TABLE_STYLE])
+        if right:
+            _el("w:jc", ppr, val="right")
+
+
+def _runs(p: Any, text: str) -> None:
     if "**" not in text:
-        p.add_run(text)
+        p.append(_run(text))
         return
     pos = 0
     for m in _BOLD.finditer(text):
         if m.start() > pos:
-            p.add_run(text[pos : m.start()])
-        p.add_run(m.group(1)).bold = True
+            p.append(_run(text[pos : m.start()]))
+        p.append(_run(m.group(1), bold=True))
         pos = m.end()
     if pos < len(text):
-        p.add_run(text[pos:])
+        p.append(_run(text[pos:]))
 
 
 def _cell_text(value: CellValue) -> str:
@@ -298,62 +448,18 @@ def _cell_text(value: CellValue) -> str:
         return tal(value, 0 if float(value).is_integer() else 1)
     if isinstance(value, datetime):
         return iso(value.date())
-    if hasattr(value, "isoformat"):
-        return iso(value)  # type: ignore[arg-type]
+    if isinstance(value, date):
+        return iso(value)
     return clean_text(str(value), 32_000)
-
-
-def add_table(doc: DocxDocument, data: TableData, style: object) -> None:
-    n = len(data.headers)
-    widths = data.widths or tuple(TEXT_WIDTH_CM / n for _ in range(n))
-    if len(widths) != n:
-        raise ValueError(f"table has {n} headers but {len(widths)} widths")
-    numeric = set(data.numeric)
-    table = doc.add_table(rows=1, cols=n)
-    table.style = style
-    table.autofit = False
-    table.alignment = WD_TABLE_ALIGNMENT.LEFT
-    tbl = table._tbl
-    for grid_col, w in zip(tbl.tblGrid.gridCol_lst, widths, strict=True):
-        grid_col.w = Cm(w)
-
-    header = table.rows[0]
-    trpr = header._tr.get_or_add_trPr()
-    # Repeat the header row on every page; never split a row across pages.
-    for tag in ("w:tblHeader", "w:cantSplit"):
-        el = OxmlElement(tag)
-        el.set(qn("w:val"), "true")
-        trpr.append(el)
-    for cell, text, w in zip(header.cells, data.headers, widths, strict=True):
-        cell.width = Cm(w)
-        cell._tc.get_or_add_tcPr().append(_shading(HEADER_FILL))
-        run = cell.paragraphs[0].add_run(clean_text(text, 500))
-        run.bold = True
-        run.font.color.rgb = RGBColor(0xFF, 0xFF, 0xFF)
-
-    for row_values in data.rows:
-        if len(row_values) != n:
-            raise ValueError(f"table row has {len(row_values)} cells, expected {n}: {row_values!r}")
-        row = table.add_row()
-        for i, (cell, value, w) in enumerate(zip(row.cells, row_values, widths, strict=True)):
-            cell.width = Cm(w)
-            p = cell.paragraphs[0]
-            text = _cell_text(value)
-            if text:
-                p.add_run(text)
-            if i in numeric or (isinstance(value, int | float) and not isinstance(value, bool)):
-                p.alignment = WD_ALIGN_PARAGRAPH.RIGHT
-    # A table directly followed by a heading looks cramped; an empty paragraph gives air.
-    doc.add_paragraph()
 
 
 def _cover(w: _Writer, meta: DocMeta) -> None:
     w.para(meta.organisation, "Subtitle")
     for _ in range(6):
-        w.doc.add_paragraph()
+        w.para()
     w.para(meta.title, "Title")
     w.para(meta.cycle, "Subtitle")
-    w.doc.add_paragraph()
+    w.para()
     rows = (
         ("Organisation", meta.organisation),
         ("Planeringscykel", meta.cycle),
@@ -363,44 +469,23 @@ def _cover(w: _Writer, meta: DocMeta) -> None:
         ("Datum", datum(meta.created)),
         ("Dokument-id", meta.doc_key),
     )
-    table = w.doc.add_table(rows=0, cols=2)
-    table.autofit = False
-    for grid_col, width in zip(table._tbl.tblGrid.gridCol_lst, (4.0, 12.0), strict=True):
-        grid_col.w = Cm(width)
-    for label, value in rows:
-        cells = table.add_row().cells
-        cells[0].width, cells[1].width = Cm(4.0), Cm(12.0)
-        cells[0].paragraphs[0].add_run(label).bold = True
-        cells[1].paragraphs[0].add_run(clean_text(value, 500))
-    w.doc.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
+    w.table(TableData(("", ""), rows, widths=(4.0, 12.0)), header=False, borders=False)
+    w.page_break()
 
 
 def _simple_field(paragraph: Paragraph, instr: str, placeholder: str) -> None:
-    fld = OxmlElement("w:fldSimple")
-    fld.set(qn("w:instr"), instr)
-    r = OxmlElement("w:r")
-    t = OxmlElement("w:t")
-    t.text = placeholder
-    r.append(t)
-    fld.append(r)
-    paragraph._p.append(fld)
+    fld = _el("w:fldSimple", paragraph._p, instr=instr)
+    fld.append(_run(placeholder))
 
 
 def _header_footer(doc: DocxDocument, meta: DocMeta) -> None:
     section = doc.sections[0]
-    if section.start_type != WD_SECTION.NEW_PAGE:
-        section.start_type = WD_SECTION.NEW_PAGE
-    right = Cm(TEXT_WIDTH_CM)
-
     hp = section.header.paragraphs[0]
-    hp.paragraph_format.tab_stops.clear_all()
-    hp.paragraph_format.tab_stops.add_tab_stop(right, WD_TAB_ALIGNMENT.RIGHT)
     hp.add_run(clean_text(meta.organisation, 200))
-    hp.add_run("\t" + clean_text(meta.title, 200))
+    # The title is cut so that the header stays on one line.
+    hp.add_run("\t" + " ".join(clean_text(meta.title, HEADER_TITLE_CHARS).split()))
 
     fp = section.footer.paragraphs[0]
-    fp.paragraph_format.tab_stops.clear_all()
-    fp.paragraph_format.tab_stops.add_tab_stop(right, WD_TAB_ALIGNMENT.RIGHT)
     fp.add_run(f"{meta.cycle} · Version {meta.version}\tSida ")
     _simple_field(fp, "PAGE", "1")
     fp.add_run(" av ")
@@ -459,7 +544,7 @@ def read_fields(
     style_names = {s.style_id: s.name for s in doc.styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
     answers: dict[str, list[str]] = {}
     current: str | None = None
-    for block in doc.element.body.iterchildren():
+    for block in _blocks(doc.element.body):
         if block.tag == qn("w:tbl"):
             if current is not None:
                 answers[current].extend(_table_lines(block))
@@ -479,6 +564,18 @@ def read_fields(
         if current is not None and style != GUIDANCE_STYLE and text:
             answers[current].append(text)
     return {name: "\n".join(lines).strip() for name, lines in answers.items()}
+
+
+def _blocks(parent: Any) -> Iterable[Any]:
+    """Body paragraphs and tables in order, looking inside content controls (w:sdt) that
+    Word or another tool may have wrapped around them."""
+    for child in parent.iterchildren():
+        if child.tag == qn("w:sdt"):
+            content = child.find(qn("w:sdtContent"))
+            if content is not None:
+                yield from _blocks(content)
+        else:
+            yield child
 
 
 def _norm(text: str) -> str:
@@ -521,7 +618,6 @@ __all__ = [
     "FIELD_BOOKMARK_PREFIX",
     "GUIDANCE_STYLE",
     "TOC_PLACEHOLDER",
-    "add_table",
     "build_docx",
     "fields_in_markup",
     "read_fields",

@@ -1,0 +1,592 @@
+"""Per-kind content of each document: the template context (plain data only, since an
+organisation's templates run in a sandbox), the tables of a Word document and the sheets of a
+workbook. Each builder takes the year's shared data, the recipient unit and the request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from config.schema import Unit
+from tasks.documents import text
+from tasks.documents.content import (
+    ACTIVITY_ROWS_PER_UNIT,
+    COMMITTEE_DIALOGUE_FIELDS,
+    COMMON_CONTROL_SCORES,
+    COMMON_CONTROLS,
+    DIALOGUE_FIELDS,
+    FEEDBACK_FIELDS,
+    FOLLOW_UP_ROWS,
+    FREQUENCIES,
+    INVESTMENT_CRITERIA,
+    TRAFFIC_LIGHTS,
+    YES_NO,
+)
+from tasks.documents.model import ColumnSpec, DocMeta, DocRequest, Fixed, RiskMatrixSpec, SheetSpec, TableData
+from tasks.documents.yeardata import HORIZON_YEARS, INVESTMENT_YEARS, YearData, one_line
+
+
+def context(cyc: YearData, unit: Unit, req: DocRequest, meta: DocMeta) -> dict[str, Any]:
+    phase = next((p for p in cyc.phases if p["id"] == req.phase_id), None)
+    committee_id = cyc.committee_of.get(unit.id)
+    frames = cyc.frames.get(committee_id or "", None)
+    return {
+        "org": cyc.org,
+        # The cover date stays out of the text: it is not part of the content hash.
+        "meta": meta.hashable() | {"cycle": meta.cycle},
+        "unit": cyc.unit_ctx(unit),
+        "plan_year": cyc.plan_year,
+        "horizon_end": cyc.horizon_end,
+        "years": cyc.years,
+        "invest_years": cyc.invest_years,
+        "phase": phase or {"id": req.phase_id, "name": meta.phase_name, "purpose": "", "deadline": None},
+        "phases": cyc.phases,
+        "phase_by_id": {p["id"]: p for p in cyc.phases},
+        "timetable": cyc.timetable,
+        "goals": cyc.goals,
+        "unit_goals": cyc.goals_for(committee_id),
+        "areas": list(dict.fromkeys(g["area"] for g in cyc.goals)),
+        "frames": [{"year": y, "amount": a} for y, a in zip(cyc.years, frames, strict=True)] if frames else [],
+        "growth_percent": cyc.cfg.budget.growth_percent,
+        "committees": cyc.org["committees"],
+        "follow_up_plan": cyc.follow_up_plan,
+        # Request data is flattened like configuration text: it must not start a markup line.
+        "occasion": one_line(req.get("occasion") or ""),
+        "extra": one_line(dict(req.extra)),
+    }
+
+
+DocxResult = tuple[str, dict[str, TableData]]
+XlsxResult = tuple[list[SheetSpec | RiskMatrixSpec], str]
+
+
+def _fields(items: tuple[tuple[str, str, str], ...]) -> list[dict[str, str]]:
+    return [{"name": n, "label": label, "guide": guide} for n, label, guide in items]
+
+
+def _committee_frame_table(cyc: YearData, committee_id: str | None) -> TableData | None:
+    values = cyc.frames.get(committee_id or "")
+    if values is None:
+        return None
+    first = values[0] or 1
+    return TableData(
+        headers=("År", "Ram (tkr)", "Förändring mot planåret"),
+        rows=tuple(
+            (str(y), v, text.procent((v - values[0]) / first * 100)) for y, v in zip(cyc.years, values, strict=True)
+        ),
+        widths=(3.0, 5.0, 8.0),
+        numeric=(1, 2),
+    )
+
+
+def _goals_table(goals: list[dict[str, Any]]) -> TableData:
+    return TableData(
+        headers=("Målområde", "Mål", "Riktat till", "Får avstås"),
+        rows=tuple((g["area"], g["title"], g["targeted_text"], "Ja" if g["opt_out_allowed"] else "Nej") for g in goals),
+        widths=(3.0, 6.6, 4.4, 2.0),
+    )
+
+
+def _decisions(cyc: YearData, req: DocRequest) -> TableData:
+    """RSAU → RS → RF (KSAU → KS → KF): from req.extra when decided, else planned dates from the
+    wheel. extra keys per role (working_committee, executive_board, assembly):
+    <role>_date (ISO), <role>_paragraph, <role>_decision."""
+    cfg = cyc.cfg
+    roles = cfg.organisation.roles
+    plan = f"{cyc.org['plan_name']} {cyc.span}"
+    defaults = {
+        "working_committee": f"Föreslår {cyc.org['executive_board']} att föreslå {cyc.org['assembly']} "
+        f"att fastställa {plan}.",
+        "executive_board": f"Föreslår {cyc.org['assembly']} att fastställa {plan}.",
+        "assembly": f"Fastställer {plan}.",
+    }
+    rows = []
+    for role in ("working_committee", "executive_board", "assembly"):
+        unit_id = getattr(roles, role)
+        given = req.get(f"{role}_date")
+        when: date | str | None
+        if given:
+            try:
+                when = date.fromisoformat(given)
+            except ValueError:
+                when = given
+            status = "Beslutat"
+        else:
+            when = _planned_decision(cyc, unit_id)
+            status = "Planerat"
+        rows.append(
+            (
+                cyc.names[unit_id],
+                when if when is not None else "Ej fastställt",
+                req.get(f"{role}_paragraph") or "",
+                req.get(f"{role}_decision") or defaults[role],
+                status,
+            )
+        )
+    return TableData(
+        headers=("Instans", "Datum", "Paragraf", "Beslut", "Status"),
+        rows=tuple(rows),
+        widths=(3.6, 2.4, 2.1, 5.9, 2.0),
+    )
+
+
+def _planned_decision(cyc: YearData, unit_id: str) -> date | None:
+    rows = [r for r in cyc.timetable if r["phase_id"] == "regional_plan" and r["owner_id"] == unit_id]
+    decisions = [r for r in rows if r.get("meeting_kind") == "decision"]
+    pick = decisions or rows
+    return pick[-1]["date"] if pick else None
+
+
+def _docx_planeringsunderlag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "faser", "intern_kontroll")}
+    return text.render("planeringsunderlag.txt.j2", ctx | {"previous_year": cyc.plan_year - 1}), tables
+
+
+def _docx_planeringsforutsattningar(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    committee_id = cyc.committee_of.get(unit.id)
+    tables = dict(cyc.tables)
+    tables["mal"] = _goals_table(cyc.goals)
+    own = _committee_frame_table(cyc, committee_id)
+    if own is not None:
+        tables["namndens_ram"] = own
+    feedback = next((p for p in cyc.phases if p["id"] == "committee_feedback"), None)
+    extra = {
+        "feedback_fields": _fields(FEEDBACK_FIELDS),
+        "feedback_deadline": feedback["deadline"] if feedback else None,
+        "has_own_frame": own is not None,
+    }
+    return text.render("planeringsforutsattningar.txt.j2", ctx | extra), tables
+
+
+def _docx_aterkoppling(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    committee_id = cyc.committee_of.get(unit.id)
+    tables: dict[str, TableData] = {"mal": _goals_table(cyc.goals_for(committee_id))}
+    own = _committee_frame_table(cyc, committee_id)
+    if own is not None:
+        tables["namndens_ram"] = own
+    extra = {"fields": _fields(FEEDBACK_FIELDS), "has_own_frame": own is not None}
+    return text.render("aterkoppling.txt.j2", ctx | extra), tables
+
+
+def _docx_regionplan_forslag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "uppfoljningsplan")}
+    tables["mal"] = _goals_table(cyc.goals)
+    tables["beslutsgang"] = _decisions(cyc, DocRequest(req.kind, req.phase_id, req.unit_id))
+    committees = [
+        {"id": c.id, "name": cyc.names[c.id], "field": f"namnd_{i + 1}"} for i, c in enumerate(cyc.committees())
+    ]
+    return text.render("regionplan_forslag.txt.j2", ctx | {"committee_list": committees}), tables
+
+
+def _docx_regionplan_beslutad(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    committee_id = cyc.committee_of.get(unit.id)
+    tables = {"beslut": _decisions(cyc, req), "ramar": cyc.tables["ramar"]}
+    tables["mal"] = _goals_table(cyc.goals_for(committee_id))
+    own = _committee_frame_table(cyc, committee_id)
+    if own is not None:
+        tables["namndens_ram"] = own
+    vp = next((p for p in cyc.phases if p["id"] == "operational_plans"), None)
+    extra = {"has_own_frame": own is not None, "vp_deadline": vp["deadline"] if vp else None}
+    return text.render("regionplan_beslutad.txt.j2", ctx | extra), tables
+
+
+def _docx_verksamhetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    committee_id = cyc.committee_of.get(unit.id)
+    tables = {"uppfoljningsplan": cyc.tables["uppfoljningsplan"]}
+    own = _committee_frame_table(cyc, committee_id)
+    if own is not None:
+        tables["namndens_ram"] = own
+    goal_fields = [{"name": f"mal_{i + 1}", "goal": g} for i, g in enumerate(cyc.goals_for(committee_id))]
+    administrations = [cyc.names[c.id] for c in cyc.children.get(unit.id, [])]
+    extra = {"goal_fields": goal_fields, "has_own_frame": own is not None, "administrations": administrations}
+    return text.render("verksamhetsplan.txt.j2", ctx | extra), tables
+
+
+def _docx_uppfoljning_berattelse(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+    fields = _fields(DIALOGUE_FIELDS)
+    if unit.id in cyc.committee_ids:
+        fields += _fields(COMMITTEE_DIALOGUE_FIELDS)
+    below = [cyc.names[c.id] for c in cyc.children.get(unit.id, [])]
+    extra = {"fields": fields, "units_below": below}
+    return text.render("uppfoljning_berattelse.txt.j2", ctx | extra), {
+        "uppfoljningsplan": cyc.tables["uppfoljningsplan"]
+    }
+
+
+DOCX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any]], DocxResult]] = {
+    "planeringsunderlag": _docx_planeringsunderlag,
+    "planeringsforutsattningar": _docx_planeringsforutsattningar,
+    "aterkoppling": _docx_aterkoppling,
+    "regionplan_forslag": _docx_regionplan_forslag,
+    "regionplan_beslutad": _docx_regionplan_beslutad,
+    "verksamhetsplan": _docx_verksamhetsplan,
+    "uppfoljning_berattelse": _docx_uppfoljning_berattelse,
+}
+
+
+# ---------------------------------------------------------------------------
+# Workbooks
+# ---------------------------------------------------------------------------
+
+
+def _col(header: str, kind: str = "text", width: float = 14, **kw: Any) -> ColumnSpec:
+    return ColumnSpec(header=header, kind=kind, width=width, **kw)  # type: ignore[arg-type]
+
+
+def _risk_sheet(name: str, rows: tuple[tuple[Any, ...], ...], editable: bool, blank: int) -> SheetSpec:
+    return SheetSpec(
+        name=name,
+        columns=(
+            _col("Kontrollområde", width=22, editable=editable),
+            _col("Risk", width=34, editable=editable),
+            _col("Sannolikhet (1–4)", "int", 12, editable=editable, key="p", bounds=(1, 4)),
+            _col("Konsekvens (1–4)", "int", 12, editable=editable, key="c", bounds=(1, 4)),
+            _col(
+                "Riskvärde",
+                "formula",
+                11,
+                formula='=IF(OR({p}="",{c}=""),"",{p}*{c})',
+                result="int",
+                highlight="risk",
+            ),
+            _col("Kontrollmoment", width=30, editable=editable),
+            _col("Frekvens", "choice", 14, choices=FREQUENCIES, editable=editable),
+            _col("Ansvarig", width=18, editable=editable),
+            _col("Åtgärd", width=30, editable=editable),
+        ),
+        rows=rows,
+        blank_rows=blank,
+    )
+
+
+def _goal_choices(goals: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(f"{g['id']} – {g['title']}"[:250] for g in goals)
+
+
+def _xlsx_investeringsprioritering(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+    criteria = SheetSpec(
+        name="Kriterier",
+        columns=(
+            _col("Kriterium", width=30),
+            _col("Beskrivning", width=60),
+            _col("Vikt", "percent", 10, editable=True, bounds=(0, 1), total=True),
+        ),
+        rows=tuple((name, desc, weight) for name, desc, weight in INVESTMENT_CRITERIA),
+        totals=True,
+    )
+    n = len(INVESTMENT_CRITERIA)
+    keys = [f"k{i + 1}" for i in range(n)]
+    weighted = "+".join(f"{{{k}}}*Kriterier!$C${i + 2}" for i, k in enumerate(keys))
+    score_cols = tuple(
+        _col(f"{name} (1–5)", "int", 13, editable=True, key=keys[i], bounds=(1, 5))
+        for i, (name, _, _) in enumerate(INVESTMENT_CRITERIA)
+    )
+    committees = tuple(cyc.names[c.id] for c in cyc.committees())
+    rows = tuple((name, None, None, None, None, *([None] * n), None, None, None) for name in committees)
+    investments = SheetSpec(
+        name="Investeringar",
+        columns=(
+            _col("Nämnd/styrelse", "choice", 28, choices=committees, editable=True),
+            _col("Investeringsobjekt", width=30, editable=True),
+            _col("Beskrivning och behov", width=40, editable=True),
+            _col("Utgift totalt", "sek", 14, editable=True, bounds=(0, 1e9)),
+            _col("Startår", "int", 9, editable=True, bounds=(cyc.plan_year - 1, cyc.plan_year + 10)),
+            *score_cols,
+            _col(
+                "Viktad poäng",
+                "formula",
+                11,
+                key="score",
+                formula=f'=IF(COUNT({",".join("{" + k + "}" for k in keys)})<{n},"",ROUND({weighted},2))',
+                result="number",
+                number_format="0.00",
+            ),
+            _col(
+                "Prioritet",
+                "formula",
+                9,
+                formula='=IF({score}="","",RANK({score},${score_col}${first}:${score_col}${last}))',
+                result="int",
+            ),
+            _col("Kommentar", width=30, editable=True),
+        ),
+        rows=rows,
+        blank_rows=20,
+        totals=True,
+    )
+    return [criteria, investments], text.render("investeringsprioritering.txt.j2", ctx | {"criteria_count": n})
+
+
+def _timetable_sheet(cyc: YearData) -> SheetSpec:
+    return SheetSpec(
+        name="Tidplan",
+        columns=(
+            _col("Datum", "date", 12),
+            _col("Aktivitet", width=34),
+            _col("Fas", width=24),
+            _col("Ansvarig", width=24),
+            _col("Deltagare", width=30),
+            _col("Syfte", width=40),
+            _col("Mål", width=34),
+            _col("Typ", width=12),
+        ),
+        rows=tuple(
+            (r["date"], r["name"], r["phase"], r["owner"], r["participants"], r["purpose"], r["goal"], r["kind"])
+            for r in cyc.timetable
+        ),
+    )
+
+
+def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+    committees = cyc.committees()
+    frame_rows = tuple((cyc.names[u.id], *cyc.frames[u.id], None) for u in committees if u.id in cyc.frames)
+    frames = SheetSpec(
+        name="Ramar per nämnd",
+        columns=(
+            _col("Nämnd/styrelse", width=36),
+            *(_col(str(y), "sek", 14, key=f"y{i}") for i, y in enumerate(cyc.years)),
+            _col(
+                f"Förändring {cyc.years[0]}–{cyc.years[-1]}",
+                "formula",
+                14,
+                formula=f'=IF(N({{y0}})=0,"",{{y{HORIZON_YEARS - 1}}}/{{y0}}-1)',
+                result="percent",
+            ),
+        ),
+        rows=frame_rows,
+        totals=True,
+    )
+    year_keys = [f"i{i}" for i in range(INVESTMENT_YEARS)]
+    names = tuple(cyc.names[u.id] for u in committees)
+    invest = SheetSpec(
+        name="Investeringsplan",
+        columns=(
+            _col("Nämnd/styrelse", "choice", 30, choices=names, editable=True),
+            _col("Investeringsobjekt", width=34, editable=True),
+            *(_col(str(y), "sek", 13, key=year_keys[i], editable=True) for i, y in enumerate(cyc.invest_years)),
+            _col("Summa", "formula", 14, formula=f"=SUM({{{year_keys[0]}}}:{{{year_keys[-1]}}})", result="sek"),
+        ),
+        rows=tuple((n, None, *([None] * INVESTMENT_YEARS), None) for n in names),
+        blank_rows=15,
+        totals=True,
+    )
+    follow = SheetSpec(
+        name="Uppföljningsplan",
+        columns=(
+            _col("Datum", "date", 12),
+            _col("Tillfälle", width=34),
+            _col("Innehåll", width=60),
+            _col("Rapporteras till", width=40),
+        ),
+        rows=tuple((r["date"], r["occasion"], r["content"], r["to"]) for r in cyc.follow_up_plan),
+    )
+    controls = _risk_sheet(
+        "Intern kontroll",
+        tuple(
+            (area, risk, p, c, None, control, freq, cyc.org["finance"], None)
+            for (area, risk, control, freq), (p, c) in zip(COMMON_CONTROLS, COMMON_CONTROL_SCORES, strict=True)
+        ),
+        editable=False,
+        blank=0,
+    )
+    sheets: list[SheetSpec | RiskMatrixSpec] = [frames, invest, _timetable_sheet(cyc), follow, controls]
+    return sheets, text.render("pf_bilagor.txt.j2", ctx)
+
+
+def _xlsx_verksamhetsplan_mall(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+    committee_id = cyc.committee_of.get(unit.id)
+    goals = cyc.goals_for(committee_id)
+    goal_rows = tuple(
+        (g["area"], g["id"], g["title"], g["targeted_text"], None if g["opt_out_allowed"] else Fixed("–"), None)
+        for g in goals
+    )
+    assembly_goals = SheetSpec(
+        name="Fullmäktiges mål",
+        columns=(
+            _col("Målområde", width=22),
+            _col("Mål-id", width=12),
+            _col("Mål", width=48),
+            _col("Riktat till", width=24),
+            _col("Avstår (Ja/Nej)", "choice", 12, choices=YES_NO, editable=True),
+            _col("Nämndens bidrag och åtaganden", width=50, editable=True),
+        ),
+        rows=goal_rows,
+    )
+    indicator_rows = tuple(
+        (g["id"], i["name"], i["kolada_id"] or "–", i["target"], i["unit"], None, None)
+        for g in goals
+        for i in g["indicators"]
+    )
+    indicators = SheetSpec(
+        name="Indikatorer",
+        columns=(
+            _col("Mål-id", width=12),
+            _col("Indikator", width=44),
+            _col("Kolada-id", width=11),
+            _col("Fullmäktiges målvärde", "number", 14),
+            _col("Enhet", width=10),
+            _col("Nämndens målvärde", "number", 14, editable=True),
+            _col("Kommentar", width=40, editable=True),
+        ),
+        rows=indicator_rows,
+    )
+    goal_choices = _goal_choices(goals)
+    administrations = tuple(cyc.names[c.id] for c in cyc.children.get(unit.id, [])) or (cyc.names[unit.id],)
+    areas = tuple(dict.fromkeys(g["area"] for g in cyc.goals)) or ("Övrigt",)
+    own = SheetSpec(
+        name="Egna mål",
+        columns=(
+            _col("Målområde", "choice", 24, choices=areas, editable=True),
+            _col("Nämndens mål", width=44, editable=True),
+            _col("Koppling till fullmäktiges mål", "choice", 36, choices=goal_choices or None, editable=True),
+            _col("Indikator", width=34, editable=True),
+            _col("Målvärde", "number", 11, editable=True),
+            _col("Ansvarig förvaltning", "choice", 26, choices=administrations, editable=True),
+        ),
+        blank_rows=8,
+    )
+    commitments = SheetSpec(
+        name="Åtaganden",
+        columns=(
+            _col("Åtagande", width=44, editable=True),
+            _col("Koppling till mål", "choice", 36, choices=goal_choices or None, editable=True),
+            _col("Ansvarig förvaltning", "choice", 26, choices=administrations, editable=True),
+            _col("Klart senast", "date", 12, editable=True),
+            _col("Resurser (tkr)", "sek", 14, editable=True),
+            _col("Kommentar", width=34, editable=True),
+        ),
+        blank_rows=12,
+        totals=True,
+    )
+    controls = _risk_sheet(
+        "Intern kontroll",
+        tuple(
+            (area, risk, None, None, None, control, freq, None, None) for area, risk, control, freq in COMMON_CONTROLS
+        ),
+        editable=True,
+        blank=12,
+    )
+    matrix = RiskMatrixSpec("Riskmatris", "Intern kontroll", "p", "c")
+    sheets: list[SheetSpec | RiskMatrixSpec] = [assembly_goals, indicators, own, commitments, controls, matrix]
+    return sheets, text.render("verksamhetsplan_mall.txt.j2", ctx)
+
+
+def _xlsx_aktivitetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+    below = cyc.descendants(unit.id) or [unit]
+    committee_id = cyc.committee_of.get(unit.id)
+    goal_choices = _goal_choices(cyc.goals_for(committee_id))
+    activity_rows = tuple(
+        (cyc.names[u.id], None, None, None, None, None, None) for u in below for _ in range(ACTIVITY_ROWS_PER_UNIT)
+    )
+    activities = SheetSpec(
+        name="Aktiviteter",
+        columns=(
+            _col("Enhet", width=30),
+            _col("Koppling till mål/åtagande", "choice", 36, choices=goal_choices or None, editable=True),
+            _col("Aktivitet", width=44, editable=True),
+            _col("Ansvarig", width=20, editable=True),
+            _col("Start", "date", 12, editable=True),
+            _col("Klart", "date", 12, editable=True),
+            _col("Kostnad (tkr)", "sek", 14, editable=True),
+        ),
+        rows=activity_rows,
+        totals=True,
+    )
+    budget = SheetSpec(
+        name="Detaljbudget",
+        columns=(
+            _col("Enhet", width=30),
+            _col("Id", width=12),
+            _col("Personalkostnader", "sek", 16, editable=True, key="pers"),
+            _col("Lokalkostnader", "sek", 16, editable=True, key="lok"),
+            _col("Övriga kostnader", "sek", 16, editable=True, key="ovr"),
+            _col("Intäkter (anges negativt)", "sek", 16, editable=True, key="int", bounds=(-1e12, 0)),
+            _col("Nettobudget", "formula", 16, formula="=SUM({pers}:{int})", result="sek"),
+        ),
+        rows=tuple((cyc.names[u.id], u.id, None, None, None, None, None) for u in below),
+        totals=True,
+    )
+    frame = cyc.frames.get(committee_id or "")
+    extra = {
+        "committee_frame": frame[0] if frame else None,
+        "unit_count": len(below),
+        "rows_per_unit": ACTIVITY_ROWS_PER_UNIT,
+    }
+    return [activities, budget], text.render("aktivitetsplan.txt.j2", ctx | extra)
+
+
+def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+    threshold = cyc.cfg.follow_up.deviation_threshold_percent / 100
+    economy = SheetSpec(
+        name="Ekonomi",
+        columns=(
+            _col("Post", width=24),
+            _col("Budget helår", "sek", 15, editable=True, key="b"),
+            _col("Utfall hittills", "sek", 15, editable=True),
+            _col("Prognos helår", "sek", 15, editable=True, key="f"),
+            _col("Avvikelse", "formula", 14, formula='=IF(N({f})=0,"",{b}-{f})', result="sek"),
+            _col(
+                "Avvikelse %",
+                "formula",
+                12,
+                formula='=IF(OR(N({b})=0,N({f})=0),"",({b}-{f})/ABS({b}))',
+                result="percent",
+                highlight="deviation",
+                threshold=threshold,
+            ),
+            _col("Analys", width=44, editable=True),
+            _col("Föreslagen åtgärd", width=40, editable=True),
+        ),
+        rows=tuple((post, None, None, None, None, None, None, None) for post in FOLLOW_UP_ROWS),
+        blank_rows=3,
+        totals=True,
+    )
+    goals = cyc.goals_for(cyc.committee_of.get(unit.id))
+    goal_sheet = SheetSpec(
+        name="Mål",
+        columns=(
+            _col("Mål-id", width=12),
+            _col("Mål", width=48),
+            _col("Bedömning", "choice", 12, choices=TRAFFIC_LIGHTS, editable=True, highlight="traffic_light"),
+            _col("Kommentar och analys", width=50, editable=True),
+            _col("Åtgärd", width=36, editable=True),
+        ),
+        rows=tuple((g["id"], g["title"], None, None, None) for g in goals),
+    )
+    indicators = SheetSpec(
+        name="Indikatorer",
+        columns=(
+            _col("Mål-id", width=12),
+            _col("Indikator", width=44),
+            _col("Målvärde", "number", 11),
+            _col("Enhet", width=10),
+            _col("Utfall", "number", 11, editable=True),
+            _col("Kommentar", width=44, editable=True),
+        ),
+        rows=tuple((g["id"], i["name"], i["target"], i["unit"], None, None) for g in goals for i in g["indicators"]),
+    )
+    investments = SheetSpec(
+        name="Investeringar",
+        columns=(
+            _col("Projekt", width=34, editable=True),
+            _col("Budget", "sek", 14, editable=True, key="b"),
+            _col("Utfall hittills", "sek", 14, editable=True),
+            _col("Prognos", "sek", 14, editable=True, key="f"),
+            _col("Avvikelse", "formula", 14, formula='=IF(N({f})=0,"",{b}-{f})', result="sek"),
+            _col("Kommentar", width=44, editable=True),
+        ),
+        blank_rows=6,
+        totals=True,
+    )
+    extra = {"threshold_percent": cyc.cfg.follow_up.deviation_threshold_percent}
+    return [economy, goal_sheet, indicators, investments], text.render("uppfoljning.txt.j2", ctx | extra)
+
+
+XLSX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any]], XlsxResult]] = {
+    "investeringsprioritering": _xlsx_investeringsprioritering,
+    "pf_bilagor": _xlsx_pf_bilagor,
+    "verksamhetsplan_mall": _xlsx_verksamhetsplan_mall,
+    "aktivitetsplan": _xlsx_aktivitetsplan,
+    "uppfoljning": _xlsx_uppfoljning,
+}
