@@ -15,7 +15,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	@echo "installing dependencies (pinned in constraints.txt) …"
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]" \
+	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 install: $(BIN)/.installed

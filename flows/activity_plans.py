@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Aktivitetsplaner och detaljbudget (okt–dec): varje förvaltning bryter ned verksamhetsplanen per enhet; enheterna kvitterar sina aktiviteter och sin budget."
+    "Aktivitetsplaner och detaljbudget (okt–dec): varje förvaltning bryter ned verksamhetsplanen per"
+    " enhet; enheterna kvitterar sina aktiviteter och sin budget."
 )
 
 
@@ -36,5 +37,12 @@ def activity_plans(
         actor: Vem som startar fasen (granskningsloggen).
     """
     return run_phase(
-        "activity_plans", year=year, as_of=as_of, override=override, reason=reason, wait=wait, config=config, actor=actor
+        "activity_plans",
+        year=year,
+        as_of=as_of,
+        override=override,
+        reason=reason,
+        wait=wait,
+        config=config,
+        actor=actor,
     )

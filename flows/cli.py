@@ -30,15 +30,18 @@ app = typer.Typer(
 receipt_app = typer.Typer(help="List, show, sign and dispute handoff receipts (kvittenser).", no_args_is_help=True)
 app.add_typer(receipt_app, name="receipt")
 
-out = Console()
-err = Console(stderr=True)
+# Wide enough for the tables when the output is a file or a CI log (Rich would assume 80).
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigOpt = Annotated[
     str | None,
     typer.Option("--config", "-c", help="Configuration file, or 'region' / 'municipality' for the samples."),
 ]
-YearOpt = Annotated[int | None, typer.Option("--year", "-y", help="Plan year; default: the latest cycle (or next year).")]
+YearOpt = Annotated[
+    int | None, typer.Option("--year", "-y", help="Plan year; default: the latest cycle (or next year).")
+]
 
 
 def user_errors(fn: F) -> F:
@@ -99,7 +102,9 @@ def _phase_id(name: str) -> str:
 @app.command("validate-config")
 @user_errors
 def validate_config(
-    path: Annotated[str | None, typer.Argument(help="File to check, or 'region' / 'municipality'; default: the active one.")] = None,
+    path: Annotated[
+        str | None, typer.Argument(help="File to check, or 'region' / 'municipality'; default: the active one.")
+    ] = None,
 ) -> None:
     """Check a configuration file: structure, references, and every date rule resolved for two years.
 
@@ -126,10 +131,18 @@ def validate_config(
 @app.command()
 @user_errors
 def run(
-    phase: Annotated[str, typer.Argument(help="preparation, planning-prerequisites, committee-feedback, regional-plan, operational-plans, activity-plans or follow-up.")],
+    phase: Annotated[
+        str,
+        typer.Argument(
+            help="preparation, planning-prerequisites, committee-feedback, regional-plan, "
+            "operational-plans, activity-plans or follow-up."
+        ),
+    ],
     year: YearOpt = None,
     config: ConfigOpt = None,
-    occasion: Annotated[str | None, typer.Option(help="Follow-up occasion, e.g. delar-2028-08-31 (follow-up only).")] = None,
+    occasion: Annotated[
+        str | None, typer.Option(help="Follow-up occasion, e.g. delar-2028-08-31 (follow-up only).")
+    ] = None,
     override: Annotated[bool, typer.Option(help="Start although the previous phase's receipts are missing.")] = False,
     reason: Annotated[str, typer.Option(help="Why the override is needed; written to the audit log.")] = "",
     wait: Annotated[bool, typer.Option(help="Through a deployment: suspend until all receipts are signed.")] = True,
@@ -147,7 +160,7 @@ def run(
     cfg = _cfg(config)
     pid = _phase_id(phase)
     if override and not reason.strip():
-        raise UserError("--override needs --reason \"...\" saying why")
+        raise UserError('--override needs --reason "..." saying why')
     if pid != "follow_up" and occasion:
         raise UserError(f"--occasion: only the follow-up phase has occasions (phase: {phase})")
     y = _year(cfg, year)
@@ -158,7 +171,14 @@ def run(
     _db()
     from flows import local_server
 
-    params: dict[str, Any] = {"year": y, "override": override, "reason": reason, "wait": wait, "config": config, "actor": actor}
+    params: dict[str, Any] = {
+        "year": y,
+        "override": override,
+        "reason": reason,
+        "wait": wait,
+        "config": config,
+        "actor": actor,
+    }
     if pid == "follow_up":
         params["occasion"] = occasion
     if not local and local_server.is_healthy() and local_server._deployments_registered():
@@ -321,15 +341,22 @@ def receipt_show(receipt_id: Annotated[int, typer.Argument(help="Receipt id.")],
 
 
 def _decide(
-    receipt_id: int, signatory: str | None, code: str | None, comment: str | None, on_behalf: bool, reason: str,
-    actor: str, config: str | None, dispute: bool,
+    receipt_id: int,
+    signatory: str | None,
+    code: str | None,
+    comment: str | None,
+    on_behalf: bool,
+    reason: str,
+    actor: str,
+    config: str | None,
+    dispute: bool,
 ) -> None:
     from tasks import receipts
 
     cfg = _cfg(config)
     _db()
     if on_behalf and not reason.strip():
-        raise UserError("--on-behalf needs --reason \"...\" (recorded in the audit log)")
+        raise UserError('--on-behalf needs --reason "..." (recorded in the audit log)')
     req = receipts.SignRequest(
         receipt_id=receipt_id,
         signatory=signatory,

@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Nämndernas återkoppling (mar–apr): varje nämnd får återkopplingsmallen med sex rubriker och risk- och känslighetsanalys; styrelsen kvitterar återkopplingen."
+    "Nämndernas återkoppling (mar–apr): varje nämnd får återkopplingsmallen med sex rubriker och "
+    "risk- och känslighetsanalys; styrelsen kvitterar återkopplingen."
 )
 
 
@@ -36,5 +37,12 @@ def committee_feedback(
         actor: Vem som startar fasen (granskningsloggen).
     """
     return run_phase(
-        "committee_feedback", year=year, as_of=as_of, override=override, reason=reason, wait=wait, config=config, actor=actor
+        "committee_feedback",
+        year=year,
+        as_of=as_of,
+        override=override,
+        reason=reason,
+        wait=wait,
+        config=config,
+        actor=actor,
     )

@@ -126,7 +126,9 @@ def run_demo(config: str, year: int, fresh: bool, console: Console) -> None:
     _summary(cfg, year, results, sink, time.monotonic() - started, console)
 
 
-def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None, sink: MailSink, bar: Progress) -> dict[str, Any]:
+def _run_one(
+    cfg: Any, config: str, year: int, phase: str, occasion: str | None, sink: MailSink, bar: Progress
+) -> dict[str, Any]:
     from uuid import UUID
 
     from prefect import get_client
@@ -157,7 +159,7 @@ def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None,
                 raise UserError(f"demo: phase {phase} did not finish within {PHASE_TIMEOUT_S} s (flow run {fr.id})")
             with session_scope() as s:
                 cycle = get_cycle(s, cfg, year)
-                rows = current_receipts(s, cycle.id, phase) if cycle else []
+                rows = _of_occasion(current_receipts(s, cycle.id, phase), occasion) if cycle else []
             if cycle is None:
                 time.sleep(0.5)
                 continue
@@ -172,10 +174,16 @@ def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None,
                     continue  # the e-mail has not arrived yet
                 req = SignRequest(r.id, signatory.id, code, actor=f"demo:{signatory.id}")
                 if phase == DISPUTING_PHASE and not disputed and r.version == 1:
-                    dispute(cfg, SignRequest(
-                        r.id, signatory.id, code, actor=req.actor,
-                        comment="Risk- och känslighetsanalysen saknar effekter av lägre statsbidrag; komplettera.",
-                    ))
+                    dispute(
+                        cfg,
+                        SignRequest(
+                            r.id,
+                            signatory.id,
+                            code,
+                            actor=req.actor,
+                            comment="Risk- och känslighetsanalysen saknar effekter av lägre statsbidrag; komplettera.",
+                        ),
+                    )
                     disputed = True
                 else:
                     sign(cfg, req)
@@ -188,7 +196,7 @@ def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None,
         raise UserError(f"demo: phase {phase} ended {final.state.name if final.state else '?'} (flow run {fr.id})")
     with session_scope() as s:
         cycle = get_cycle(s, cfg, year)
-        rows = current_receipts(s, cycle.id, phase)  # type: ignore[union-attr, arg-type]
+        rows = _of_occasion(current_receipts(s, cycle.id, phase), occasion)  # type: ignore[union-attr, arg-type]
     return {
         "phase": phase,
         "name": name,
@@ -200,10 +208,24 @@ def _run_one(cfg: Any, config: str, year: int, phase: str, occasion: str | None,
     }
 
 
-def _summary(cfg: Any, year: int, results: list[dict[str, Any]], sink: MailSink, seconds: float, console: Console) -> None:
+def _of_occasion(rows: list[Any], occasion: str | None) -> list[Any]:
+    """Follow-up occasions share a phase; each has its own receipts (topic ends with its key)."""
+    return rows if occasion is None else [r for r in rows if r.topic.endswith(occasion)]
+
+
+def _summary(
+    cfg: Any, year: int, results: list[dict[str, Any]], sink: MailSink, seconds: float, console: Console
+) -> None:
     from flows import local_server
 
-    t = Table("phase", "Prefect run", "state", "receipts agreed", "highest version", title=f"{cfg.organisation.name}, plan year {year}")
+    t = Table(
+        "phase",
+        "Prefect run",
+        "state",
+        "receipts agreed",
+        "highest version",
+        title=f"{cfg.organisation.name}, plan year {year}",
+    )
     for r in results:
         t.add_row(r["name"], r["flow_run"][:8], r["state"], f"{r['agreed']} / {r['receipts']}", str(r["versions"]))
     console.print(t)

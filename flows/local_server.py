@@ -70,7 +70,12 @@ def _spawn(name: str, args: list[str]) -> int:
     home().mkdir(parents=True, exist_ok=True)
     log = open(home() / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, which outlives us
     proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(), cwd=PROJECT_ROOT,
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env(),
+        cwd=PROJECT_ROOT,
         start_new_session=True,
     )
     _pidfile(name).write_text(str(proc.pid))

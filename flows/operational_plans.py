@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Verksamhetsplaner (feb–sep): varje nämnd beslutar sin verksamhetsplan med mål, åtaganden, indikatorer och internkontrollplan; förvaltningarna kvitterar."
+    "Verksamhetsplaner (feb–sep): varje nämnd beslutar sin verksamhetsplan med mål, åtaganden, "
+    "indikatorer och internkontrollplan; förvaltningarna kvitterar."
 )
 
 
@@ -36,5 +37,12 @@ def operational_plans(
         actor: Vem som startar fasen (granskningsloggen).
     """
     return run_phase(
-        "operational_plans", year=year, as_of=as_of, override=override, reason=reason, wait=wait, config=config, actor=actor
+        "operational_plans",
+        year=year,
+        as_of=as_of,
+        override=override,
+        reason=reason,
+        wait=wait,
+        config=config,
+        actor=actor,
     )

@@ -17,7 +17,7 @@ from config.loader import load_config
 from models.tables import PhaseState
 from tasks import phase_steps as steps
 from tasks.followup_calendar import find_occasion
-from tasks.waiting import ResumeInput, mark_waiting, wait_key
+from tasks.waiting import ResumeInput, mark_waiting, wait_state
 
 
 def _flow_run_id() -> str | None:
@@ -56,17 +56,17 @@ def run_phase(
     steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor)
     result = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
     sent = steps.send_notifications(config)
-    agreed, total = steps.publish_receipts(config, cycle_id, year, phase)
+    steps.publish_receipts(config, cycle_id, year, phase)
 
     gate_overridden = bool(missing)
     resumed_without_all = False
-    key = wait_key(cycle_id, phase)
+    key, agreed, total = wait_state(cycle_id, phase)
     if key is not None and wait and _can_suspend():
         mark_waiting(cycle_id, phase)
         logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)
         resumed: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=key)
         # Here only when this key was already resumed: by the last signature, or by an operator.
-        agreed, total = steps.phase_progress(cycle_id, phase)
+        _, agreed, total = wait_state(cycle_id, phase)
         if agreed < total:
             logger.warning("Resumed by %s without all receipts: %s", resumed.resumed_by, resumed.reason)
             resumed_without_all = True

@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Planeringsförutsättningar (jan–feb): styrelsen skickar PF med bilagor till varje nämnd; varje nämnd kvitterar en gemensam tolkning av mål, ram och tidplan."
+    "Planeringsförutsättningar (jan–feb): styrelsen skickar PF med bilagor till varje nämnd; varje "
+    "nämnd kvitterar en gemensam tolkning av mål, ram och tidplan."
 )
 
 
@@ -36,5 +37,12 @@ def planning_prerequisites(
         actor: Vem som startar fasen (granskningsloggen).
     """
     return run_phase(
-        "planning_prerequisites", year=year, as_of=as_of, override=override, reason=reason, wait=wait, config=config, actor=actor
+        "planning_prerequisites",
+        year=year,
+        as_of=as_of,
+        override=override,
+        reason=reason,
+        wait=wait,
+        config=config,
+        actor=actor,
     )

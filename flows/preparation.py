@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Förberedelser (okt–jan): ekonomistaben tar fram planeringsunderlag och investeringsprioritering och lämnar dem till styrelsen, som kvitterar att underlaget räcker."
+    "Förberedelser (okt–jan): ekonomistaben tar fram planeringsunderlag och investeringsprioritering"
+    " och lämnar dem till styrelsen, som kvitterar att underlaget räcker."
 )
 
 

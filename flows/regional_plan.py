@@ -10,7 +10,8 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Plan och budget (apr–jun): förslaget lämnas till fullmäktige (AU → styrelse → fullmäktige) och den beslutade planen skickas till nämnderna, som kvitterar."
+    "Plan och budget (apr–jun): förslaget lämnas till fullmäktige (AU → styrelse → fullmäktige) och "
+    "den beslutade planen skickas till nämnderna, som kvitterar."
 )
 
 

@@ -53,9 +53,7 @@ def sync_organisation(session: Session, cfg: OrgConfig) -> None:
 
 
 def get_cycle(session: Session, cfg: OrgConfig, year: int) -> Cycle | None:
-    return session.exec(
-        select(Cycle).where(Cycle.organisation_id == cfg.organisation.id, Cycle.year == year)
-    ).first()
+    return session.exec(select(Cycle).where(Cycle.organisation_id == cfg.organisation.id, Cycle.year == year)).first()
 
 
 def _ensure_cycle(session: Session, cfg: OrgConfig, year: int) -> Cycle:

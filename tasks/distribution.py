@@ -62,9 +62,7 @@ def distribute(
             for d in session.exec(select(Document).where(Document.cycle_id == cycle_id, Document.phase == phase))
         }
     # Render what is not recorded yet, or whose file went missing.
-    missing = [
-        req for key, req in wanted.items() if key not in known or not (out_root / known[key].relpath).exists()
-    ]
+    missing = [req for key, req in wanted.items() if key not in known or not (out_root / known[key].relpath).exists()]
     rendered = render_batch(cfg, cycle.year, missing, out_root)
 
     def record(session: Session) -> tuple[int, int]:

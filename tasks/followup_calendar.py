@@ -34,7 +34,8 @@ class Occasion:
 
     @property
     def name(self) -> str:
-        return f"{KIND_NAMES[self.kind]} per {self.period_end.day} {_MONTHS_SV[self.period_end.month]} {self.period_end.year}"
+        day = self.period_end
+        return f"{KIND_NAMES[self.kind]} per {day.day} {_MONTHS_SV[day.month]} {day.year}"
 
 
 _MONTHS_SV = (

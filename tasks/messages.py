@@ -70,7 +70,8 @@ def queue_delivery(session: Session, cfg: OrgConfig, receipt: Receipt, document:
         if _kind(cfg, c.channel) == "email":
             continue
         subject, body = render_message(
-            "document_delivered", {**context, "signatory": unit.name, "signatory_id": "", "code": "(skickas per e-post)"}
+            "document_delivered",
+            {**context, "signatory": unit.name, "signatory_id": "", "code": "(skickas per e-post)"},
         )
         queue_notification(
             session,

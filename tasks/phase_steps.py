@@ -116,11 +116,6 @@ def send_notifications(config: str | None) -> dict[str, int]:
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
 
-def phase_progress(cycle_id: int, phase: str) -> tuple[int, int]:
-    with session_scope() as session:
-        return progress(session, cycle_id, phase)
-
-
 @step
 def publish_receipts(config: str | None, cycle_id: int, year: int, phase: str) -> tuple[int, int]:
     """Receipt table and progress as artifacts on this run; keyed, so the Artifacts page keeps history."""

@@ -215,7 +215,9 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
     if not req.code or receipt.code_hash is None:
         raise AuthorisationError(f"receipt {receipt.id}: a valid one-time code is required")
     if receipt.code_expires_at is not None and receipt.code_expires_at < utcnow():
-        raise AuthorisationError(f"receipt {receipt.id}: the one-time code expired on {receipt.code_expires_at:%Y-%m-%d}")
+        raise AuthorisationError(
+            f"receipt {receipt.id}: the one-time code expired on {receipt.code_expires_at:%Y-%m-%d}"
+        )
     if not hmac.compare_digest(_hash_code(receipt.key, req.code), receipt.code_hash):
         raise AuthorisationError(f"receipt {receipt.id}: wrong one-time code")
     return receipt

@@ -18,7 +18,7 @@ from pydantic import Field
 from sqlmodel import select
 
 from models.db import session_scope, with_retry
-from models.tables import PhaseRun, PhaseState, Receipt, ReceiptState
+from models.tables import PhaseRun, PhaseState, ReceiptState
 from tasks.audit import audit
 from tasks.receipts import current_receipts
 
@@ -30,14 +30,18 @@ class ResumeInput(RunInput):
     resumed_by: str = Field(default="operatör", description="Vem som fortsätter fasen")
 
 
-def wait_key(cycle_id: int, phase: str) -> str | None:
-    """None when nothing is outstanding; else a key naming exactly what is awaited."""
+def wait_state(cycle_id: int, phase: str) -> tuple[str | None, int, int]:
+    """(key, agreed, total) from one snapshot: the key is None when nothing is outstanding, else it
+    names exactly what is awaited. One read, so a signature landing in between cannot make the
+    run neither wait nor finish."""
     with session_scope() as session:
-        waiting = [r for r in current_receipts(session, cycle_id, phase) if r.state != ReceiptState.AGREED]
+        rows = current_receipts(session, cycle_id, phase)
+    waiting = [r for r in rows if r.state != ReceiptState.AGREED]
+    agreed, total = len(rows) - len(waiting), len(rows)
     if not waiting:
-        return None
+        return None, agreed, total
     ids = ",".join(f"{r.id}:{r.state}" for r in sorted(waiting, key=lambda r: r.id or 0))
-    return "receipts-" + hashlib.sha256(ids.encode()).hexdigest()[:16]
+    return "receipts-" + hashlib.sha256(ids.encode()).hexdigest()[:16], agreed, total
 
 
 def mark_waiting(cycle_id: int, phase: str) -> None:
@@ -49,7 +53,9 @@ def mark_waiting(cycle_id: int, phase: str) -> None:
     with_retry(work)
 
 
-def resume_if_ready(cycle_id: int, phase: str, actor: str, *, force_reason: str | None = None, wait_s: float = 20.0) -> bool:
+def resume_if_ready(
+    cycle_id: int, phase: str, actor: str, *, force_reason: str | None = None, wait_s: float = 20.0
+) -> bool:
     """Resume the phase's suspended run when it has something to do: all receipts agreed, a dispute
     to answer with a new version, or an operator's reason. Returns True if a run was resumed."""
     with session_scope() as session:
@@ -93,15 +99,3 @@ def _resume(flow_run_id: str, run_input: dict[str, str], wait_s: float) -> bool:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)
-
-
-def outstanding_count(cycle_id: int, phase: str) -> int:
-    with session_scope() as session:
-        rows = session.exec(
-            select(Receipt).where(
-                Receipt.cycle_id == cycle_id, Receipt.phase == phase, Receipt.state.in_(  # type: ignore[attr-defined]
-                    [ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED, ReceiptState.DISPUTED]
-                )
-            )
-        ).all()
-    return len(rows)

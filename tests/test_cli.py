@@ -15,8 +15,20 @@ from flows.cli import app
 
 runner = CliRunner()
 COMMANDS = [
-    [], ["run"], ["status"], ["validate-config"], ["demo"], ["serve"], ["resume"], ["down"], ["init-db"],
-    ["receipt"], ["receipt", "list"], ["receipt", "show"], ["receipt", "sign"], ["receipt", "dispute"],
+    [],
+    ["run"],
+    ["status"],
+    ["validate-config"],
+    ["demo"],
+    ["serve"],
+    ["resume"],
+    ["down"],
+    ["init-db"],
+    ["receipt"],
+    ["receipt", "list"],
+    ["receipt", "show"],
+    ["receipt", "sign"],
+    ["receipt", "dispute"],
 ]
 
 
@@ -45,7 +57,11 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
 def _run_cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STYRKEDJA_HOME": str(home), "STYRKEDJA_DATABASE_URL": f"sqlite:///{home / 'app.db'}"}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         cwd=Path(__file__).resolve().parent.parent,
     )
 
@@ -71,7 +87,7 @@ def test_bad_configuration_is_one_line_exit_2_and_writes_nothing(tmp_path: Path,
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in proc.stderr
         assert str(bad) in lines[0] and field in lines[0]
-        assert new.split(":")[-1].strip().strip("[\"") in lines[0] or field == "line"
+        assert new.split(":")[-1].strip().strip('["') in lines[0] or field == "line"
     assert list(home.iterdir()) == [], "a rejected configuration must write nothing"
 
 

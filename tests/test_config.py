@@ -182,7 +182,7 @@ def test_channels(path: Path, sender: str) -> None:
     assert channels["epost"].kind == "email"
     assert channels["epost"].url == f"mailto://127.0.0.1:${{STYRKEDJA_SMTP_PORT}}?from={sender}"
     assert channels["mqtt"].kind == "mqtt"
-    assert channels["mqtt"].url == "mqtt://127.0.0.1:1883"
+    assert channels["mqtt"].url == "mqtt://127.0.0.1:1883?qos=1"  # the broker confirms delivery
 
 
 @pytest.mark.parametrize("path", [REGION, MUNICIPALITY], ids=["region", "municipality"])

@@ -531,6 +531,13 @@ def test_feedback_fields_can_be_read_back(rendered, cfg: OrgConfig, tmp_path: Pa
     assert fields["risk_kanslighet"] == "Löneökningar över 3 % ryms inte."
 
 
+def test_goal_fields_are_named_after_goals(cfg: OrgConfig) -> None:
+    fields = catalog.expected_fields(cfg, PLAN_YEAR, DocRequest("verksamhetsplan", "operational_plans", "n1"))
+    assert fields["mal_m1"] == "God och jämlik hälsa" and "mal_m3" in fields and "mal_m2" not in fields
+    plan = catalog.expected_fields(cfg, PLAN_YEAR, DocRequest("regionplan_forslag", "regional_plan", "rsau"))
+    assert plan["namnd_n1"] == "Hälso- och sjukvårdsnämnden" and plan["namnd_n2"] == "Regionala utvecklingsnämnden"
+
+
 def test_dialogue_questions_of_seed_003(rendered) -> None:
     root, docs = rendered
     committee = next(d for d in docs["uppfoljning_berattelse"] if d.unit_id == "n1")

@@ -33,7 +33,9 @@ def _sign_all(cfg, phase: str) -> int:
 
 def _counts() -> dict[str, int]:
     with session_scope() as s:
-        return {m.__name__: s.exec(select(func.count()).select_from(m)).one() for m in (Document, Receipt, Notification)}
+        return {
+            m.__name__: s.exec(select(func.count()).select_from(m)).one() for m in (Document, Receipt, Notification)
+        }
 
 
 def test_whole_year_phase_by_phase(prefect_api, app_env: Path):
@@ -86,7 +88,9 @@ def test_gate_stops_a_phase_and_override_is_audited(prefect_api, app_env: Path):
         assert s.exec(select(AuditEntry).where(AuditEntry.action == "gate_refused")).first() is not None
 
     # an override without a reason is refused; with a reason it proceeds and is audited
-    state = PHASE_FLOWS["planning_prerequisites"](year=2029, config="region", wait=False, override=True, return_state=True)
+    state = PHASE_FLOWS["planning_prerequisites"](
+        year=2029, config="region", wait=False, override=True, return_state=True
+    )
     assert state.is_failed()
     result = PHASE_FLOWS["planning_prerequisites"](
         year=2029, config="region", wait=False, override=True, reason="RS beslutade PF vid extra sammanträde"

@@ -59,9 +59,7 @@ def test_distribution_issues_one_receipt_per_committee_with_notifications(cfg, d
             assert doc is not None and doc.content_hash == r.content_hash
             assert (tmp_path / doc.relpath).is_file()
         n = s.exec(select(func.count()).select_from(Notification)).one()
-        codes_in_outbox = [
-            x for x in s.exec(select(Notification.body)) if any(code_for(r.key) in x for r in rows)
-        ]
+        codes_in_outbox = [x for x in s.exec(select(Notification.body)) if any(code_for(r.key) in x for r in rows)]
     assert n == result.notifications_queued > 0
     assert codes_in_outbox == [], "the one-time code must never be stored in clear"
 
@@ -88,8 +86,14 @@ def test_sign_with_code_agrees_and_notifies_sender(cfg, db_url, tmp_path):
     assert _count(db_url, Notification) > before
 
 
-REFUSALS = ["wrong code", "other unit's signatory", "no such receipt", "dispute without comment", "blank reason",
-            "already signed"]
+REFUSALS = [
+    "wrong code",
+    "other unit's signatory",
+    "no such receipt",
+    "dispute without comment",
+    "blank reason",
+    "already signed",
+]
 
 
 def test_refusals_leave_state_unchanged_and_are_audited(cfg, db_url, tmp_path):
@@ -100,9 +104,18 @@ def test_refusals_leave_state_unchanged_and_are_audited(cfg, db_url, tmp_path):
     attempts = {
         "wrong code": (sign, SignRequest(r.id, _signer(cfg, r), "AAAAAAAA"), AuthorisationError, "wrong one-time code"),
         "other unit's signatory": (
-            sign, SignRequest(r.id, _signer(cfg, other), code), AuthorisationError, "not a signatory"),
+            sign,
+            SignRequest(r.id, _signer(cfg, other), code),
+            AuthorisationError,
+            "not a signatory",
+        ),
         "no such receipt": (sign, SignRequest(999_999, _signer(cfg, r), code), NotFoundError, "no receipt with id"),
-        "dispute without comment": (dispute, SignRequest(r.id, _signer(cfg, r), code, comment="  "), UserError, "comment"),
+        "dispute without comment": (
+            dispute,
+            SignRequest(r.id, _signer(cfg, r), code, comment="  "),
+            UserError,
+            "comment",
+        ),
         "blank reason": (sign, SignRequest(r.id, operator_reason=" "), AuthorisationError, "reason"),
         "already signed": (sign, SignRequest(r.id, _signer(cfg, r), code), UserError, "already agreed"),
     }
@@ -145,7 +158,11 @@ def test_dispute_then_new_version_supersedes_and_links(cfg, db_url, tmp_path):
 def test_operator_signs_on_behalf_with_reason(cfg, db_url, tmp_path):
     _distribute(cfg, db_url, tmp_path)
     r = _receipts(db_url)[0]
-    signed = sign(cfg, SignRequest(r.id, operator_reason="Nämndsekreteraren sjuk; beslut i protokoll §12", actor="Eva Operatör"), db_url)
+    signed = sign(
+        cfg,
+        SignRequest(r.id, operator_reason="Nämndsekreteraren sjuk; beslut i protokoll §12", actor="Eva Operatör"),
+        db_url,
+    )
     assert signed.state == ReceiptState.AGREED and "operatör" in signed.signed_by
     with session_scope(db_url) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.action == "receipt_agreed_on_behalf")).one()

@@ -33,8 +33,12 @@ pytestmark = pytest.mark.slow
 
 def _start_serving(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve"], cwd=ROOT, env=env, stdout=log.open("ab"),
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "flows.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -113,7 +117,9 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         assert resume_if_ready(first.cycle_id, "planning_prerequisites", "test")
         v2 = _wait_for(
             lambda: next((r for r in _receipts("planning_prerequisites") if r.supersedes_id == first.id), None),
-            120, "version 2 to be issued", log,
+            120,
+            "version 2 to be issued",
+            log,
         )
         _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log)
 

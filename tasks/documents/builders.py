@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from config.schema import Unit
-from tasks.documents import text
+from tasks.documents import text, word
 from tasks.documents.content import (
     ACTIVITY_ROWS_PER_UNIT,
     COMMITTEE_DIALOGUE_FIELDS,
@@ -63,6 +63,16 @@ XlsxResult = tuple[list[SheetSpec | RiskMatrixSpec], str]
 
 def _fields(items: tuple[tuple[str, str, str], ...]) -> list[dict[str, str]]:
     return [{"name": n, "label": label, "guide": guide} for n, label, guide in items]
+
+
+def _field_names(prefix: str, ids: list[str]) -> list[str]:
+    """Fill-in field names after what they are about ("mal_vard_i_tid"), so a return maps back
+    to the goal or unit; by position ("mal_3") when an id does not fit a Word bookmark name or
+    two ids would give the same name ("a-b" and "a_b")."""
+    names = [f"{prefix}_{ident.replace('-', '_')}" for ident in ids]
+    if len(set(names)) == len(names) and all(word.FIELD_NAME.match(n) for n in names):
+        return names
+    return [f"{prefix}_{i + 1}" for i in range(len(ids))]
 
 
 def _committee_frame_table(cyc: YearData, committee_id: str | None) -> TableData | None:
@@ -173,9 +183,9 @@ def _docx_regionplan_forslag(cyc: YearData, unit: Unit, req: DocRequest, ctx: di
     tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "uppfoljningsplan")}
     tables["mal"] = _goals_table(cyc.goals)
     tables["beslutsgang"] = _decisions(cyc, DocRequest(req.kind, req.phase_id, req.unit_id))
-    committees = [
-        {"id": c.id, "name": cyc.names[c.id], "field": f"namnd_{i + 1}"} for i, c in enumerate(cyc.committees())
-    ]
+    units = cyc.committees()
+    fields = _field_names("namnd", [c.id for c in units])
+    committees = [{"id": c.id, "name": cyc.names[c.id], "field": f} for c, f in zip(units, fields, strict=True)]
     return text.render("regionplan_forslag.txt.j2", ctx | {"committee_list": committees}), tables
 
 
@@ -197,7 +207,9 @@ def _docx_verksamhetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[
     own = _committee_frame_table(cyc, committee_id)
     if own is not None:
         tables["namndens_ram"] = own
-    goal_fields = [{"name": f"mal_{i + 1}", "goal": g} for i, g in enumerate(cyc.goals_for(committee_id))]
+    goals = cyc.goals_for(committee_id)
+    names = _field_names("mal", [g["id"] for g in goals])
+    goal_fields = [{"name": n, "goal": g} for n, g in zip(names, goals, strict=True)]
     administrations = [cyc.names[c.id] for c in cyc.children.get(unit.id, [])]
     extra = {"goal_fields": goal_fields, "has_own_frame": own is not None, "administrations": administrations}
     return text.render("verksamhetsplan.txt.j2", ctx | extra), tables
