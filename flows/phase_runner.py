@@ -16,6 +16,7 @@ from prefect.flow_runs import suspend_flow_run
 from config.loader import load_config
 from models.tables import PhaseState
 from tasks import phase_steps as steps
+from tasks.faults import crash_point
 from tasks.followup_calendar import find_occasion
 from tasks.waiting import ResumeInput, mark_waiting, wait_state
 
@@ -55,6 +56,7 @@ def run_phase(
     missing = steps.check_gate(config, cycle_id, phase, override, reason, actor)
     steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor)
     result = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
+    crash_point("after_record")  # receipts and their notifications committed, nothing sent yet
     sent = steps.send_notifications(config)
     steps.publish_receipts(config, cycle_id, year, phase)
 

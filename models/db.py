@@ -73,7 +73,11 @@ def _engine(url: str) -> Engine:
 
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
-    """One short transaction: commit on success, roll back on any error."""
+    """One short transaction: commit on success, roll back on any error.
+
+    Never open one inside another: on SQLite every transaction holds the write lock from its start,
+    so the inner one would wait for the outer one until the busy timeout.
+    """
     with Session(get_engine(url), expire_on_commit=False) as session:
         try:
             yield session

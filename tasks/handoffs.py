@@ -11,7 +11,7 @@ from datetime import date
 
 from config.schema import OrgConfig, Unit
 from models.tables import Direction
-from tasks.documents.catalog import DocRequest
+from tasks.documents.model import DocRequest
 from tasks.followup_calendar import Occasion
 from tasks.wheel import resolve_wheel
 

@@ -49,6 +49,7 @@ from sqlmodel import Session, select
 from config.schema import Channel, OrgConfig
 from models.db import output_root, with_retry
 from models.tables import Notification, NotificationState, Receipt, utcnow
+from tasks.faults import crash_point
 
 __all__ = [
     "BACKOFF_BASE",
@@ -861,6 +862,7 @@ def deliver_outbox(
             except Exception as exc:  # apprise itself raised: treat as a failed send
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:
+                crash_point("after_send")  # sent but not yet marked: the receiver de-duplicates by key
                 # False only if another sender marked it after our lease expired: sent either way.
                 _mark_sent(url, item, clock())
                 report.sent += 1

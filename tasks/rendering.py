@@ -15,6 +15,7 @@ from pathlib import Path
 from config.schema import OrgConfig
 from tasks.documents.catalog import DocRequest, render
 from tasks.documents.model import RenderedDoc
+from tasks.faults import crash_point
 
 # A pool costs about a second to start (forkserver, imports); a document takes 20–120 ms.
 # Below this many documents per worker the pool costs more than it saves.
@@ -29,7 +30,11 @@ def render_workers() -> int:
 
 
 def _render_chunk(cfg: OrgConfig, plan_year: int, requests: Sequence[DocRequest], out_root: Path) -> list[RenderedDoc]:
-    return [render(cfg, plan_year, r, out_root) for r in requests]
+    done = []
+    for r in requests:
+        done.append(render(cfg, plan_year, r, out_root))
+        crash_point("during_render")  # some files written, nothing recorded yet
+    return done
 
 
 def render_batch(
