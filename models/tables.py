@@ -96,7 +96,8 @@ class PhaseRun(SQLModel, table=True):
 
 
 class Milestone(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+    # The deadline watch asks "what is due in this cycle by date D" every day.
+    __table_args__ = (UniqueConstraint("cycle_id", "key"), Index("ix_milestone_cycle_due", "cycle_id", "due"))
 
     id: int | None = Field(default=None, primary_key=True)
     cycle_id: int = Field(foreign_key="cycle.id")
@@ -182,7 +183,7 @@ class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
     cycle_id: int | None = Field(default=None, foreign_key="cycle.id")
-    receipt_id: int | None = Field(default=None, foreign_key="receipt.id")
+    receipt_id: int | None = Field(default=None, foreign_key="receipt.id", index=True)
     recipient_unit: str = Field(max_length=40)
     channel_id: str = Field(max_length=60)
     address: str = Field(max_length=300)
@@ -230,7 +231,7 @@ class Submission(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     document_id: int = Field(foreign_key="document.id")
-    unit_id: str = Field(max_length=40)
+    unit_id: str = Field(max_length=40, index=True)
     file_hash: str = Field(max_length=64)
     content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
@@ -238,6 +239,8 @@ class Submission(SQLModel, table=True):
 
 class AuditEntry(SQLModel, table=True):
     """Every trigger, override, signature and refused attempt."""
+
+    __table_args__ = (Index("ix_auditentry_cycle_phase", "cycle_id", "phase"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)

@@ -1,0 +1,253 @@
+"""A database that holds a cycle survives its migrations, on SQLite and PostgreSQL.
+
+The cycle is made by the program itself on a scratch database (a phase distributed and signed, a
+dispute answered with a second version, a returned document), then copied row by row with
+SQLAlchemy Core into a database at the baseline revision — Core, because the models describe head,
+not the baseline. After the upgrade every row reads back through the models unchanged, and the
+program goes on working with it. A second test goes down to the baseline and up again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlmodel import SQLModel, select
+
+from config.loader import load_config
+from models.db import get_engine, session_scope
+from models.migrate import HEAD, alembic_config, current_revision, upgrade
+from models.tables import (
+    AuditEntry,
+    Cycle,
+    Document,
+    Goal,
+    Indicator,
+    Meeting,
+    Milestone,
+    Notification,
+    NotificationState,
+    PhaseRun,
+    Receipt,
+    ReceiptState,
+    Signatory,
+    Submission,
+    Unit,
+    utcnow,
+)
+from tasks.cycle import prepare_cycle
+from tasks.distribution import distribute
+from tasks.handoffs import handoffs_for_phase
+from tasks.receipts import SignRequest, acknowledge, code_for, dispute, sign
+
+YEAR = 2029
+MODELS: list[type[SQLModel]] = [
+    Unit,
+    Signatory,
+    Cycle,
+    PhaseRun,
+    Milestone,
+    Meeting,
+    Document,
+    Receipt,
+    Notification,
+    Goal,
+    Indicator,
+    Submission,
+    AuditEntry,
+]
+SCRIPTS = ScriptDirectory.from_config(alembic_config("sqlite://"))
+BASELINE = SCRIPTS.get_base()
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def test_every_table_is_checked():
+    assert {m.__tablename__ for m in MODELS} == set(SQLModel.metadata.tables)  # type: ignore[attr-defined]
+    assert HEAD != BASELINE, "a data migration test needs a revision above the baseline"
+
+
+# -- the cycle, made by the program -----------------------------------------------------------------
+
+
+def _signer(cfg: Any, r: Receipt) -> str:
+    return cfg.unit(r.receiver_unit).signatories[0].id
+
+
+def _receipts(url: str, phase: str) -> list[Receipt]:
+    with session_scope(url) as s:
+        return list(s.exec(select(Receipt).where(Receipt.phase == phase).order_by(Receipt.id)))
+
+
+def _dump(url: str) -> Rows:
+    """Every row of every table, as Core reads it (typed by the models' column types)."""
+    out: Rows = {}
+    with get_engine(url).connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings()
+            out[table.name] = [dict(r) for r in rows]
+    return out
+
+
+@pytest.fixture(scope="module")
+def cycle_rows(tmp_path_factory: pytest.TempPathFactory) -> Rows:
+    cfg = load_config("region")
+    folder = tmp_path_factory.mktemp("source")
+    url = f"sqlite:///{folder / 'source.db'}"
+    upgrade(url)
+    cycle_id = prepare_cycle(cfg, YEAR, url)
+    prep = "preparation"
+    distribute(cfg, cycle_id, prep, handoffs_for_phase(cfg, YEAR, prep), folder, actor="test", url=url)
+    for r in _receipts(url, prep):
+        sign(cfg, SignRequest(r.id, _signer(cfg, r), code_for(r.key), actor="test"), url)
+    pf = "planning_prerequisites"
+    distribute(cfg, cycle_id, pf, handoffs_for_phase(cfg, YEAR, pf), folder, actor="test", url=url)
+    first, second = _receipts(url, pf)[:2]
+    dispute(cfg, SignRequest(first.id, _signer(cfg, first), code_for(first.key), comment="Ramen saknas."), url)
+    distribute(cfg, cycle_id, pf, handoffs_for_phase(cfg, YEAR, pf), folder, actor="test", url=url)  # version 2
+    sign(cfg, SignRequest(second.id, operator_reason="Beslut i protokoll §4", actor="Operatör"), url)
+    with session_scope(url) as s:
+        third = s.exec(select(Receipt).where(Receipt.phase == pf, Receipt.state == ReceiptState.ISSUED)).first()
+        assert third is not None and third.document_id is not None
+        s.add(
+            Submission(
+                document_id=third.document_id, unit_id=third.receiver_unit, file_hash="ab" * 32, content={"s": 1}
+            )
+        )
+        acknowledge(s, third, "registrator")
+        s.add(PhaseRun(cycle_id=cycle_id, phase=prep, state="completed", attempts=1, finished_at=utcnow()))
+        note = s.exec(select(Notification).order_by(Notification.id)).first()
+        assert note is not None
+        note.state, note.sent_at, note.attempts = NotificationState.SENT, utcnow(), 1
+        s.add(note)
+    rows = _dump(url)
+    get_engine(url).dispose()
+    assert {r["state"] for r in rows["receipt"]} == {"agreed", "superseded", "issued", "acknowledged"}
+    assert all(rows[m.__tablename__] for m in MODELS), "every table holds rows"  # type: ignore[attr-defined]
+    return rows
+
+
+# -- moving between revisions -----------------------------------------------------------------------
+
+
+def _downgrade(url: str, revision: str) -> None:
+    cfg = alembic_config(url)
+    with get_engine(url).connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+        conn.commit()
+
+
+def _schema_tables(conn: sa.Connection) -> dict[str, sa.Table]:
+    """The tables as the database has them now, with the models' column types where a column is
+    known to the models (so dates, aware datetimes and JSON are bound the way the program binds them)."""
+    reflected = sa.MetaData()
+    reflected.reflect(conn)
+    out = {}
+    for name, db_table in reflected.tables.items():
+        if name == "alembic_version":
+            continue
+        model_cols = SQLModel.metadata.tables[name].columns if name in SQLModel.metadata.tables else {}
+        cols = [
+            sa.Column(c.name, model_cols[c.name].type if c.name in model_cols else c.type) for c in db_table.columns
+        ]
+        out[name] = sa.Table(name, sa.MetaData(), *cols)
+    return out
+
+
+def _columns(url: str) -> set[str]:
+    """The columns the database has now, as 'table.column'."""
+    with get_engine(url).connect() as conn:
+        return {f"{t.name}.{c.name}" for t in _schema_tables(conn).values() for c in t.columns}
+
+
+def _insert(url: str, rows: Rows) -> None:
+    """Insert the rows into the schema the database has now (only the columns it has)."""
+    with get_engine(url).begin() as conn:
+        tables = _schema_tables(conn)
+        for model_table in SQLModel.metadata.sorted_tables:  # parents before children
+            table = tables[model_table.name]
+            names = set(table.columns.keys())
+            conn.execute(table.insert(), [{k: v for k, v in r.items() if k in names} for r in rows[table.name]])
+        if conn.dialect.name == "postgresql":
+            # Explicit ids do not move a serial's sequence; the program's next insert must not collide.
+            for model_table in SQLModel.metadata.sorted_tables:
+                if isinstance(model_table.c.id.type, sa.Integer):
+                    conn.execute(
+                        sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('{model_table.name}', 'id'), "
+                            f"(SELECT max(id) FROM {model_table.name}))"
+                        )
+                    )
+
+
+def _read_through_models(url: str) -> Rows:
+    out: Rows = {}
+    with session_scope(url) as s:
+        for model in MODELS:
+            pk = next(iter(model.__table__.primary_key.columns))  # type: ignore[attr-defined]
+            out[model.__tablename__] = [m.model_dump() for m in s.exec(select(model).order_by(pk))]  # type: ignore[attr-defined]
+    return out
+
+
+def _assert_same(expected: Rows, actual: Rows, held: set[str]) -> None:
+    for name, rows in expected.items():
+        want = [{k: v for k, v in r.items() if f"{name}.{k}" in held} for r in rows]
+        got = [{k: v for k, v in r.items() if f"{name}.{k}" in held} for r in actual[name]]
+        assert got == want, f"table {name} changed in the migration"
+
+
+def _assert_schema_is_head(url: str) -> None:
+    assert current_revision(url) == HEAD
+    with get_engine(url).connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("milestone")}
+    assert "ix_milestone_cycle_due" in indexes
+
+
+def _program_still_works(url: str) -> None:
+    """The upgraded data is the program's: an issued receipt is signed with its code, new rows get new ids."""
+    cfg = load_config("region")
+    open_receipt = next(r for r in _receipts(url, "planning_prerequisites") if r.state == ReceiptState.ISSUED)
+    signed = sign(cfg, SignRequest(open_receipt.id, _signer(cfg, open_receipt), code_for(open_receipt.key)), url)
+    assert signed.state == ReceiptState.AGREED
+    with session_scope(url) as s:
+        assert s.exec(select(AuditEntry).where(AuditEntry.subject == open_receipt.key)).first() is not None
+
+
+def test_upgrade_from_baseline_keeps_the_cycle(db_url: str, cycle_rows: Rows, tmp_path: Path):
+    _downgrade(db_url, "base")
+    upgrade(db_url, BASELINE)
+    assert current_revision(db_url) == BASELINE
+    _insert(db_url, cycle_rows)
+    held = _columns(db_url)
+
+    upgrade(db_url)
+
+    _assert_schema_is_head(db_url)
+    _assert_same(cycle_rows, _read_through_models(db_url), held)
+    _program_still_works(db_url)
+
+
+def test_downgrade_to_baseline_and_back_keeps_the_cycle(db_url: str, cycle_rows: Rows):
+    _insert(db_url, cycle_rows)  # the fixture's database is at head
+
+    _downgrade(db_url, BASELINE)
+    assert current_revision(db_url) == BASELINE
+    held = _columns(db_url)  # what the baseline keeps is what must come back
+    with get_engine(db_url).connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("milestone")}
+        counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in cycle_rows}
+    assert "ix_milestone_cycle_due" not in indexes
+    assert counts == {t: len(rows) for t, rows in cycle_rows.items()}
+
+    upgrade(db_url)
+
+    _assert_schema_is_head(db_url)
+    _assert_same(cycle_rows, _read_through_models(db_url), held)
+    _program_still_works(db_url)
