@@ -41,7 +41,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 
 bench: install
-	@$(BIN)/python -m bench
+	@$(BIN)/python -m bench.render
 
 clean: down
 	rm -rf var .prefect-home

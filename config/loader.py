@@ -98,6 +98,7 @@ def parse_config(path: Path) -> OrgConfig:
         raise ConfigError(name, _loc(tuple(err["loc"])), f"{err['msg']} (value: {_short(err.get('input'))})") from None
     check_references(cfg, name)
     check_calendar(cfg, name)
+    check_parallel_wheels(cfg, name)
     return cfg
 
 
@@ -246,3 +247,52 @@ def check_calendar(cfg: OrgConfig, file: str) -> None:
             except RuleError as exc:
                 field = where.get(exc.rule_id or "", "wheel")
                 raise ConfigError(file, field, f"{exc} (plan year {year})") from None
+
+
+def check_parallel_wheels(cfg: OrgConfig, file: str) -> None:
+    """The optional parallel wheels: unique ids, known units and references, date rules that resolve."""
+    if not cfg.parallel_wheels:
+        return
+    # Pure functions of the config, like the calendar above; imported here to keep the loader light.
+    from tasks.calendar import RuleError, parse_rule, resolve_rules
+    from tasks.coordination import followup_ids, namespace_specs
+    from tasks.wheel import rule_specs
+
+    unit_ids = {u.id for u in cfg.units}
+    taken = set(rule_specs(cfg)) | set(followup_ids(cfg)) | {f"{f}_period" for f in followup_ids(cfg)}
+    _unique([w.id for w in cfg.parallel_wheels], "parallel_wheels", file)
+    fields: dict[str, str] = {}
+    for i, wheel in enumerate(cfg.parallel_wheels):
+        if wheel.owner not in unit_ids:
+            raise ConfigError(file, f"parallel_wheels[{i}].owner", f"unknown unit {wheel.owner!r}")
+        for j, item in enumerate(wheel.items):
+            here = f"parallel_wheels[{i}].items[{j}]"
+            if item.id in taken or item.id in fields:
+                raise ConfigError(file, f"{here}.id", f"duplicate id {item.id!r} (ids are shared with the wheel)")
+            fields[item.id] = here
+            if item.owner is not None and item.owner not in unit_ids:
+                raise ConfigError(file, f"{here}.owner", f"unknown unit {item.owner!r}")
+            try:
+                parse_rule(item.date.rule)
+            except RuleError as exc:
+                raise ConfigError(file, f"{here}.date.rule", str(exc)) from None
+    known = taken | set(fields)
+    for item_id, here in fields.items():
+        item = next(it for w in cfg.parallel_wheels for it in w.items if it.id == item_id)
+        for name in ("must_precede", "needs"):
+            ref = getattr(item, name)
+            if ref is None:
+                continue
+            if ref == item.id:
+                raise ConfigError(file, f"{here}.{name}", f"{ref!r} refers to the item itself")
+            if ref not in known:
+                raise ConfigError(file, f"{here}.{name}", f"unknown id {ref!r}")
+    specs = namespace_specs(cfg)
+    for year in CHECK_YEARS:
+        try:
+            resolve_rules(specs, year)
+        except RuleError as exc:
+            field = fields.get(exc.rule_id or "", "parallel_wheels")
+            raise ConfigError(
+                file, f"{field}.date.rule" if exc.rule_id in fields else field, f"{exc} (plan year {year})"
+            ) from None

@@ -145,6 +145,35 @@ class Deadlines(Strict):
     code_valid_days: int = Field(default=30, ge=1, le=365)
 
 
+class ParallelItem(Strict):
+    """A dated item of a parallel wheel (a committee meeting, an internal-control delivery).
+
+    `must_precede`: the item must fall at least `margin_days` before that id's date (a committee
+    meeting that takes the decision a master deadline needs). `needs`: the item must fall at least
+    `margin_days` after that id's date (a delivery that needs its input). Both name any id of the
+    master wheel, of the follow-up calendar (`followup_interim_1`, …, `followup_annual`) or of a
+    parallel wheel. The date rule may refer to the same ids ("2 weeks before pf_rs").
+    """
+
+    id: str = Field(pattern=REF_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    date: DateRule
+    owner: str | None = None
+    must_precede: str | None = Field(default=None, pattern=REF_ID_PATTERN)
+    needs: str | None = Field(default=None, pattern=REF_ID_PATTERN)
+    margin_days: int = Field(default=0, ge=0, le=365)
+
+
+class ParallelWheel(Strict):
+    """Another process's annual wheel, checked against the master budget wheel (seed 000, principle 4)."""
+
+    id: str = Field(pattern=REF_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["committee_meetings", "internal_control", "follow_up", "other"] = "other"
+    owner: str
+    items: tuple[ParallelItem, ...] = Field(min_length=1)
+
+
 class Indicator(Strict):
     id: str = Field(pattern=REF_ID_PATTERN)
     name: str = Field(min_length=1, max_length=300)
@@ -181,6 +210,8 @@ class OrgConfig(Strict):
     goals: tuple[Goal, ...] = ()
     budget: Budget
     vision: str = Field(default="", max_length=2000)
+    # Optional: other processes' wheels, coordinated with the master wheel (tasks/coordination.py).
+    parallel_wheels: tuple[ParallelWheel, ...] = ()
 
     # -- lookups (the tree is small; these are cheap and keep callers simple) --
     def unit(self, unit_id: str) -> Unit:

@@ -232,9 +232,11 @@ def status(
     phase: Annotated[str | None, typer.Option(help="Show this phase's receipts one by one.")] = None,
 ) -> None:
     """Where the cycle stands: each phase's window, state and receipts (the same rows as the UI artifacts)."""
+    from flows.cli_calendar import print_progression
     from models.db import session_scope
+    from tasks.calendar import today_stockholm
     from tasks.cycle import get_cycle
-    from tasks.progress import phase_statuses, receipt_rows
+    from tasks.progress import phase_statuses, progression, receipt_rows
 
     cfg = _cfg(config)
     _db()
@@ -246,6 +248,8 @@ def status(
             return
         statuses = phase_statuses(s, cfg, cycle.id, y)  # type: ignore[arg-type]
         rows = receipt_rows(s, cfg, cycle.id, _phase_id(phase)) if phase else []  # type: ignore[arg-type]
+        today = today_stockholm()
+        milestones = progression(s, cfg, cycle.id, today)  # type: ignore[arg-type]
     t = Table("phase", "window", "state", "receipts agreed", title=f"{cfg.organisation.name}, plan year {y}")
     for st in statuses:
         colour = {"completed": "green", "waiting": "yellow", "failed": "red"}.get(st.state, "white")
@@ -253,6 +257,7 @@ def status(
             st.name, f"{st.window[0]} – {st.window[1]}", f"[{colour}]{st.state}[/{colour}]", f"{st.agreed} / {st.total}"
         )
     out.print(t)
+    print_progression(out, milestones, f"Milestones on {today}")
     if rows:
         _receipt_table(rows, f"Receipts: {phase}")
 
@@ -492,6 +497,17 @@ def init_db() -> None:
 
     _db()
     out.print(f"database at head: {database_url().split('@')[-1]}")
+
+
+def _register_extensions() -> None:
+    """Commands that live in their own modules: returns, calendars and deadlines, archives."""
+    from flows import cli_archive, cli_calendar, cli_returns
+
+    for module in (cli_returns, cli_calendar, cli_archive):
+        module.register(app)
+
+
+_register_extensions()
 
 
 def main() -> None:

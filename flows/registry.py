@@ -8,6 +8,7 @@ from prefect import Flow
 
 from flows.activity_plans import activity_plans
 from flows.committee_feedback import committee_feedback
+from flows.deadline_watch import deadline_watch_deployment
 from flows.follow_up import follow_up
 from flows.operational_plans import operational_plans
 from flows.planning_prerequisites import planning_prerequisites
@@ -36,4 +37,5 @@ def deployments() -> list[Any]:
     out = []
     for f in [*PHASE_FLOWS.values(), *OTHER_FLOWS.values()]:
         out.append(f.to_deployment(name=f.name, description=f.description, tags=["styrkedja"]))
+    out.append(deadline_watch_deployment())  # daily at 06:00 Europe/Stockholm
     return out

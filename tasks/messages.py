@@ -125,3 +125,18 @@ def queue_decision_notice(session: Session, cfg: OrgConfig, receipt: Receipt) ->
             receipt_id=receipt.id,
             link=link,
         )
+
+
+def phase_links(session: Session, cfg: OrgConfig, cycle_ids: list[int]) -> dict[tuple[int, str], str]:
+    """`phase_link` for every phase of many cycles in one query: (cycle id, phase) → link. A phase
+    without a run links to the run list, as `phase_link` does."""
+    base = cfg.organisation.ui_url.rstrip("/")
+    links = {(c, p.id): f"{base}/runs" for c in cycle_ids for p in cfg.wheel.phases}
+    if cycle_ids:
+        query = select(PhaseRun.cycle_id, PhaseRun.phase, PhaseRun.flow_run_id).where(
+            PhaseRun.cycle_id.in_(cycle_ids)  # type: ignore[attr-defined]
+        )
+        for cycle_id, phase, flow_run_id in session.exec(query):
+            if flow_run_id:
+                links[(cycle_id, phase)] = f"{base}/runs/flow-run/{flow_run_id}"
+    return links

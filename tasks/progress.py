@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
-from models.tables import PhaseRun, Receipt, ReceiptState
+from models.tables import Milestone, PhaseRun, PhaseState, Receipt, ReceiptState
 from tasks.receipts import current_receipts
 
 STATE_SV = {
@@ -80,3 +80,132 @@ def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: i
             PhaseStatus(p.id, p.name, run.state if run else "not started", agreed, total, wheel.phase_window(p.id))
         )
     return out
+
+
+# -- deadlines: the process-progression table ------------------------------------------------------
+# One rule for "where does a milestone stand", shared by the deadline watch (tasks/deadlines.py),
+# its artifacts and the terminal, so they always agree.
+
+DEADLINE_DONE = "done"
+DEADLINE_DUE_SOON = "due_soon"
+DEADLINE_OVERDUE = "overdue"
+DEADLINE_UPCOMING = "upcoming"
+DEADLINE_STATE_SV = {
+    DEADLINE_DONE: "klar",
+    DEADLINE_DUE_SOON: "snart",
+    DEADLINE_OVERDUE: "försenad",
+    DEADLINE_UPCOMING: "kommande",
+}
+PROGRESSION_HEADERS = ("fas", "milstolpe", "ansvarig", "sista dag", "status", "dagar")
+
+
+def soon_days(cfg: OrgConfig) -> int:
+    """How far ahead a deadline counts as "due soon": the earliest reminder (14 days by default)."""
+    return max((d for d in cfg.deadlines.reminder_offsets_days if d > 0), default=0)
+
+
+def deadline_state(due: date, as_of: date, done: bool, soon: int) -> str:
+    if done:
+        return DEADLINE_DONE
+    days = (due - as_of).days
+    if days < 0:
+        return DEADLINE_OVERDUE
+    return DEADLINE_DUE_SOON if days <= soon else DEADLINE_UPCOMING
+
+
+def days_text(days: int) -> str:
+    """Days left (positive) or past (negative), in Swedish: "om 3 dagar", "i dag", "för 2 dagar sedan"."""
+    if days == 0:
+        return "i dag"
+    n = abs(days)
+    unit = "dag" if n == 1 else "dagar"
+    return f"om {n} {unit}" if days > 0 else f"för {n} {unit} sedan"
+
+
+def completion_days(session: Session, cycle_ids: list[int]) -> dict[tuple[int, str], date]:
+    """(cycle, phase) → the day a completed phase run finished (its simulated as_of when it had one)."""
+    from zoneinfo import ZoneInfo
+
+    if not cycle_ids:
+        return {}
+    tz = ZoneInfo("Europe/Stockholm")
+    out: dict[tuple[int, str], date] = {}
+    query = select(PhaseRun).where(PhaseRun.cycle_id.in_(cycle_ids), PhaseRun.state == PhaseState.COMPLETED)  # type: ignore[attr-defined]
+    for run in session.exec(query):
+        if run.as_of is not None:
+            out[(run.cycle_id, run.phase)] = run.as_of
+        elif run.finished_at is not None:
+            finished = run.finished_at if run.finished_at.tzinfo else run.finished_at.replace(tzinfo=UTC)
+            out[(run.cycle_id, run.phase)] = finished.astimezone(tz).date()
+    return out
+
+
+def milestone_done(done_at: datetime | None, due: date, completed_on: date | None) -> bool:
+    """Marked done, or its phase has completed on or after its date. A phase run is one row per
+    phase and follow-up runs once per occasion, so a completed phase does not finish later dates."""
+    return done_at is not None or (completed_on is not None and due <= completed_on)
+
+
+@dataclass(frozen=True)
+class ProgressionRow:
+    phase: str
+    phase_name: str
+    key: str
+    name: str
+    owner: str
+    due: date
+    state: str
+    days: int
+
+    def as_row(self) -> dict[str, str]:
+        return dict(
+            zip(
+                PROGRESSION_HEADERS,
+                (
+                    self.phase_name,
+                    self.name,
+                    self.owner,
+                    self.due.isoformat(),
+                    DEADLINE_STATE_SV[self.state],
+                    "" if self.state == DEADLINE_DONE else days_text(self.days),
+                ),
+                strict=True,
+            )
+        )
+
+
+def progression(session: Session, cfg: OrgConfig, cycle_id: int, as_of: date) -> list[ProgressionRow]:
+    """Every milestone of the cycle with its state on `as_of`, in date order."""
+    order = {p.id: i for i, p in enumerate(cfg.wheel.phases)}
+    completed = completion_days(session, [cycle_id])
+    soon = soon_days(cfg)
+    out = []
+    for m in session.exec(select(Milestone).where(Milestone.cycle_id == cycle_id)):
+        done = milestone_done(m.done_at, m.due, completed.get((cycle_id, m.phase)))
+        try:
+            phase_name = cfg.phase(m.phase).name
+        except KeyError:
+            phase_name = m.phase
+        try:
+            owner = cfg.unit(m.owner_unit).name
+        except KeyError:
+            owner = m.owner_unit
+        out.append(
+            ProgressionRow(
+                m.phase,
+                phase_name,
+                m.key,
+                m.name,
+                owner,
+                m.due,
+                deadline_state(m.due, as_of, done, soon),
+                (m.due - as_of).days,
+            )
+        )
+    out.sort(key=lambda r: (r.due, order.get(r.phase, 99), r.key))
+    return out
+
+
+def progression_rows(session: Session, cfg: OrgConfig, cycle_id: int, as_of: date) -> list[dict[str, str]]:
+    """The process-progression table (phase, milestone, owner, deadline, state, days) in Swedish."""
+    return [r.as_row() for r in progression(session, cfg, cycle_id, as_of)]

@@ -29,6 +29,14 @@ COMMANDS = [
     ["receipt", "show"],
     ["receipt", "sign"],
     ["receipt", "dispute"],
+    ["submit"],
+    ["inbox"],
+    ["watch"],
+    ["export"],
+    ["import"],
+    ["calendar"],
+    ["calendar", "export"],
+    ["calendar", "check"],
 ]
 
 

@@ -23,8 +23,14 @@ from tasks.documents.content import (
     TRAFFIC_LIGHTS,
     YES_NO,
 )
-from tasks.documents.model import ColumnSpec, DocMeta, DocRequest, Fixed, RiskMatrixSpec, SheetSpec, TableData
+from tasks.documents.model import ColumnSpec, DocMeta, DocRequest, Fixed, Picture, RiskMatrixSpec, SheetSpec, TableData
 from tasks.documents.yeardata import HORIZON_YEARS, INVESTMENT_YEARS, YearData, one_line
+from tasks.wheel_picture import wheel_png
+
+ARSHJUL_CAPTION = (
+    "Figur: årshjulet. Faserna är ringar, inifrån och ut i tidsordning; de numrerade märkena är milstolparna, "
+    "som listas bredvid hjulet och i tabellen nedan."
+)
 
 
 def context(cyc: YearData, unit: Unit, req: DocRequest, meta: DocMeta) -> dict[str, Any]:
@@ -160,6 +166,8 @@ def _docx_planeringsforutsattningar(cyc: YearData, unit: Unit, req: DocRequest, 
     own = _committee_frame_table(cyc, committee_id)
     if own is not None:
         tables["namndens_ram"] = own
+    # Appendix 1 shows the annual wheel as a picture (tasks/wheel_picture.py), above the timetable.
+    tables["arshjul"] = Picture(wheel_png(cyc.cfg, cyc.plan_year), word.TEXT_WIDTH_CM, ARSHJUL_CAPTION)  # type: ignore[assignment]
     feedback = next((p for p in cyc.phases if p["id"] == "committee_feedback"), None)
     extra = {
         "feedback_fields": _fields(FEEDBACK_FIELDS),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -20,7 +20,16 @@ from models.errors import UserError
 from tasks.calendar import today_stockholm
 from tasks.documents import excel, word
 from tasks.documents.builders import DOCX_BUILDERS, XLSX_BUILDERS, context
-from tasks.documents.model import DocMeta, DocRequest, Format, RenderedDoc, content_hash
+from tasks.documents.model import (
+    DocMeta,
+    DocRequest,
+    Format,
+    RenderedDoc,
+    RiskMatrixSpec,
+    SheetSpec,
+    TableData,
+    content_hash,
+)
 from tasks.documents.sanitize import safe_filename, safe_path
 from tasks.documents.yeardata import YearData, year_data
 from tasks.followup_calendar import find_occasion
@@ -28,9 +37,11 @@ from tasks.followup_calendar import find_occasion
 __all__ = [
     "KINDS",
     "DocRequest",
+    "Expected",
     "RenderedDoc",
     "doc_key",
     "documents_for_phase",
+    "expected",
     "expected_fields",
     "file_name",
     "kinds_for_phase",
@@ -268,6 +279,37 @@ def file_name(req: DocRequest, fmt: Format) -> str:
     return safe_filename("_".join(parts) + "." + fmt)
 
 
+@dataclass(frozen=True)
+class _Content:
+    digest: str
+    markup: str | None = None  # docx
+    tables: dict[str, TableData] = field(default_factory=dict)
+    sheets: tuple[SheetSpec | RiskMatrixSpec, ...] = ()  # xlsx
+    instructions: str = ""
+
+
+def _content(cyc: YearData, spec: KindSpec, unit: Unit, req: DocRequest, meta: DocMeta) -> _Content:
+    """The document's content and its hash; shared by `render` and `expected`, so that a return
+    is read against exactly what was (or would be) written."""
+    ctx = context(cyc, unit, req, meta)
+    if spec.format == "docx":
+        markup, tables = DOCX_BUILDERS[req.kind](cyc, unit, req, ctx)
+        digest = content_hash(
+            {"renderer": RENDERER_VERSION, "meta": meta.hashable(), "markup": markup, "tables": tables}
+        )
+        return _Content(digest, markup=markup, tables=tables)
+    sheets, instructions = XLSX_BUILDERS[req.kind](cyc, unit, req, ctx)
+    digest = content_hash(
+        {
+            "renderer": RENDERER_VERSION,
+            "meta": meta.hashable(),
+            "sheets": sheets,
+            "instructions": instructions,
+        }
+    )
+    return _Content(digest, sheets=tuple(sheets), instructions=instructions)
+
+
 def render(
     cfg: OrgConfig, plan_year: int, req: DocRequest, out_root: Path, *, created: date | None = None
 ) -> RenderedDoc:
@@ -282,24 +324,11 @@ def render(
     meta = _meta(cyc, spec, unit, req, created or today_stockholm())
     root = Path(out_root)
     path = safe_path(root, str(plan_year), req.phase_id, file_name(req, spec.format))
-    ctx = context(cyc, unit, req, meta)
-    if spec.format == "docx":
-        markup, tables = DOCX_BUILDERS[req.kind](cyc, unit, req, ctx)
-        digest = content_hash(
-            {"renderer": RENDERER_VERSION, "meta": meta.hashable(), "markup": markup, "tables": tables}
-        )
-        word.write_docx(path, meta, markup, tables)
+    content = _content(cyc, spec, unit, req, meta)
+    if content.markup is not None:
+        word.write_docx(path, meta, content.markup, content.tables)
     else:
-        sheets, instructions = XLSX_BUILDERS[req.kind](cyc, unit, req, ctx)
-        digest = content_hash(
-            {
-                "renderer": RENDERER_VERSION,
-                "meta": meta.hashable(),
-                "sheets": sheets,
-                "instructions": instructions,
-            }
-        )
-        excel.write_xlsx(path, meta, sheets, instructions)
+        excel.write_xlsx(path, meta, content.sheets, content.instructions)
     return RenderedDoc(
         kind=req.kind,
         phase_id=req.phase_id,
@@ -307,7 +336,7 @@ def render(
         version=req.version,
         relpath=path.relative_to(root.resolve()).as_posix(),
         format=spec.format,
-        content_hash=digest,
+        content_hash=content.digest,
         doc_key=meta.doc_key,
         title=meta.title,
     )
@@ -323,6 +352,62 @@ def expected_fields(cfg: OrgConfig, plan_year: int, req: DocRequest) -> dict[str
     meta = _meta(cyc, spec, unit, req, today_stockholm())
     markup, _ = DOCX_BUILDERS[req.kind](cyc, unit, req, context(cyc, unit, req, meta))
     return word.fields_in_markup(markup)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What `render` writes for a request, without writing it: for reading a return back."""
+
+    kind: str
+    format: Format
+    title: str
+    recipient: str  # the receiving unit's name, as on the cover
+    content_hash: str  # equals the Document's hash while the configuration is unchanged
+    fields: dict[str, str]  # docx: fill-in field name -> heading
+    sheets: tuple[SheetSpec | RiskMatrixSpec, ...]  # xlsx
+    meta: DocMeta
+    markup: str | None = None
+    tables: dict[str, TableData] = field(default_factory=dict)
+    instructions: str = ""  # xlsx: the text of the "Instruktioner" sheet
+
+    def sent_field_paragraphs(self) -> dict[str, list[str]]:
+        """What the document itself holds inside each fill-in field's section when it is sent (a
+        template line or table between a field and the next heading), read the way a return is
+        read: a return's answer is what it has beyond this. Builds the document in memory."""
+        if self.markup is None:
+            return {}
+        return word.read_field_paragraphs(word.build_docx(self.meta, self.markup, self.tables), self.fields)
+
+    @property
+    def fill_in(self) -> bool:
+        """True when the document has something to fill in: a Word field or an open Excel cell."""
+        if self.format == "docx":
+            return bool(self.fields)
+        return any(
+            isinstance(s, SheetSpec) and (s.blank_rows > 0 or any(c.editable for c in s.columns)) for s in self.sheets
+        )
+
+
+def expected(cfg: OrgConfig, plan_year: int, req: DocRequest) -> Expected:
+    """The content `render` would write for this request now. Renders in memory, writes nothing."""
+    spec, unit = _check(cfg, req)
+    cyc = year_data(cfg, plan_year)
+    meta = _meta(cyc, spec, unit, req, today_stockholm())
+    content = _content(cyc, spec, unit, req, meta)
+    fields = word.fields_in_markup(content.markup) if content.markup is not None else {}
+    return Expected(
+        req.kind,
+        spec.format,
+        meta.title,
+        meta.recipient,
+        content.digest,
+        fields,
+        content.sheets,
+        meta,
+        content.markup,
+        content.tables,
+        content.instructions,
+    )
 
 
 assert set(DOCX_BUILDERS) | set(XLSX_BUILDERS) == set(KINDS), "every kind needs a builder"

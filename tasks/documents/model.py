@@ -58,6 +58,15 @@ class TableData:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """A PNG placed in a Word document by a [[picture:name]] line, `width_cm` wide (the height follows)."""
+
+    png: bytes
+    width_cm: float
+    caption: str = ""
+
+
+@dataclass(frozen=True)
 class Fixed:
     """A cell value that stays locked and unvalidated even in an editable column.
 
@@ -160,6 +169,8 @@ def _canonical(value: object) -> object:
         return [_canonical(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, bytes):  # a picture: its digest stands for it
+        return {"sha256": hashlib.sha256(value).hexdigest()}
     return value
 
 

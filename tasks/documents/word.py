@@ -8,6 +8,7 @@ Markup (one directive per line; the text comes from the Jinja templates):
     [[toc]]                             "Innehåll" + a TOC field (TOC \\o "1-3" \\h \\z \\u)
     [[pagebreak]]                       page break
     [[table:name]]                      the table tables[name]
+    [[picture:name]]                    the picture tables[name] (a model.Picture), with its caption
     [[field:name|Rubrik]]               a fill-in section (below)
     [[field:name|Rubrik|Vägledning]]    … with guidance under the heading
     other lines                         Normal paragraphs; consecutive lines are joined,
@@ -47,7 +48,7 @@ from docx.text.paragraph import Paragraph
 
 from models.errors import UserError
 from tasks.documents.files import atomic_save
-from tasks.documents.model import CellValue, DocMeta, TableData
+from tasks.documents.model import CellValue, DocMeta, Picture, TableData
 from tasks.documents.sanitize import clean_text
 from tasks.documents.text import datum, iso, tal
 
@@ -69,6 +70,7 @@ ANSWER_FILL = "FFF6D5"
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,36}$")
 _FIELD = re.compile(r"^\[\[field:([^|\]]*)\|([^|\]]+)(?:\|([^\]]*))?\]\]$")
 _TABLE = re.compile(r"^\[\[table:([A-Za-z0-9_]+)\]\]$")
+_PICTURE = re.compile(r"^\[\[picture:([A-Za-z0-9_]+)\]\]$")
 _DIRECTIVE = re.compile(r"^\[\[.*\]\]$")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
@@ -321,10 +323,15 @@ class _Writer:
             self.page_break()
         elif m := _TABLE.match(line):
             name = m.group(1)
-            if name not in tables:
-                known = ", ".join(sorted(tables)) or "none"
+            if not isinstance(tables.get(name), TableData):
+                known = ", ".join(sorted(k for k, v in tables.items() if isinstance(v, TableData))) or "none"
                 raise UserError(f"document markup line {number}: unknown table {name!r} (known: {known})")
             self.table(tables[name])
+        elif m := _PICTURE.match(line):
+            picture = tables.get(m.group(1))
+            if not isinstance(picture, Picture):
+                raise UserError(f"document markup line {number}: unknown picture {m.group(1)!r}")
+            self.picture(picture)
         elif m := _FIELD.match(line):
             name, label, guide = m.group(1).strip(), m.group(2).strip(), (m.group(3) or "").strip()
             if not FIELD_NAME.match(name):
@@ -338,6 +345,13 @@ class _Writer:
             self.field(name, label, guide)
         else:
             raise UserError(f"document markup line {number}: unknown directive {line[:60]!r}")
+
+    def picture(self, picture: Picture) -> None:
+        # python-docx's add_picture appends at the end of the body, which is where this writer is.
+        run = Paragraph(self.para(), self.doc._body).add_run()
+        run.add_picture(io.BytesIO(picture.png), width=Cm(min(picture.width_cm, TEXT_WIDTH_CM)))
+        if picture.caption:
+            self.para(picture.caption, GUIDANCE_STYLE)
 
     def toc(self) -> None:
         self.para("Innehåll", "TOC Heading")
@@ -539,6 +553,13 @@ def read_fields(
     `labels` (name -> heading text, e.g. from `fields_in_markup`) finds fields whose bookmark
     was deleted. Guidance paragraphs are skipped; tables become " | "-joined lines.
     """
+    return {name: "\n".join(lines).strip() for name, lines in read_field_paragraphs(source, labels).items()}
+
+
+def read_field_paragraphs(
+    source: str | Path | IO[bytes] | DocxDocument, labels: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """`read_fields` paragraph by paragraph (a table row counts as one): name -> texts."""
     doc = source if isinstance(source, DocxDocument) else Document(source)
     by_label = {_norm(v): k for k, v in (labels or {}).items()}
     style_names = {s.style_id: s.name for s in doc.styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
@@ -553,7 +574,7 @@ def read_fields(
             continue
         style = style_names.get(_style_id(block), "")
         marker = _field_bookmark(block)
-        text = "".join(t.text or "" for t in block.iter(qn("w:t"))).strip()
+        text = _paragraph_text(block).strip()
         if marker is None and _is_major_heading(style, block):
             marker = by_label.get(_norm(text), "")
         if marker is not None:
@@ -563,7 +584,25 @@ def read_fields(
             continue
         if current is not None and style != GUIDANCE_STYLE and text:
             answers[current].append(text)
-    return {name: "\n".join(lines).strip() for name, lines in answers.items()}
+    return answers
+
+
+_BREAKS = {qn("w:br"): "\n", qn("w:cr"): "\n", qn("w:tab"): "\t", qn("w:noBreakHyphen"): "-"}
+
+
+def _paragraph_text(p: Any) -> str:
+    """A paragraph's text as typed: a manual line break (Shift+Enter) stays a line break and a
+    tab a tab, instead of gluing the lines together. Deleted tracked changes are left out."""
+    parts: list[str] = []
+    for r in p.iter(qn("w:r")):
+        if r.getparent().tag == qn("w:del"):
+            continue
+        for child in r:
+            if child.tag == qn("w:t"):
+                parts.append(child.text or "")
+            elif child.tag in _BREAKS:
+                parts.append(_BREAKS[child.tag])
+    return "".join(parts)
 
 
 def _blocks(parent: Any) -> Iterable[Any]:
@@ -620,6 +659,7 @@ __all__ = [
     "TOC_PLACEHOLDER",
     "build_docx",
     "fields_in_markup",
+    "read_field_paragraphs",
     "read_fields",
     "read_identifier",
     "write_docx",
