@@ -23,6 +23,7 @@ from typing import Literal
 from config.schema import OrgConfig
 from tasks.calendar import RuleSpec, resolve_rules
 from tasks.followup_calendar import KIND_NAMES, REPORT_WORKING_DAYS
+from tasks.swedish import long_date, short_date
 from tasks.wheel import rule_specs
 
 __all__ = [
@@ -39,11 +40,6 @@ __all__ = [
 
 MASTER_WHEEL = "master"
 FOLLOWUP_WHEEL = "follow_up"
-_SV_MONTHS_LONG = (
-    "januari", "februari", "mars", "april", "maj", "juni",
-    "juli", "augusti", "september", "oktober", "november", "december",
-)  # fmt: skip
-_SV_MONTHS = ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec")
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ class Conflict:
 
 
 def _sv(day: date) -> str:
-    return f"{day.day} {_SV_MONTHS[day.month - 1]} {day.year}"
+    return short_date(day)
 
 
 def followup_ids(cfg: OrgConfig) -> dict[str, str]:
@@ -134,7 +130,7 @@ def coordination_items(cfg: OrgConfig, plan_year: int) -> dict[str, DatedItem]:
         out[mt.id] = DatedItem(mt.id, mt.name, MASTER_WHEEL, master, dates[mt.id], mt.organiser)
     for rid, kind in followup_ids(cfg).items():
         period = dates[f"{rid}_period"]
-        label = f"{KIND_NAMES[kind]} per {period.day} {_SV_MONTHS_LONG[period.month - 1]} {period.year} klar"
+        label = f"{KIND_NAMES[kind]} per {long_date(period)} klar"
         out[rid] = DatedItem(rid, label, FOLLOWUP_WHEEL, "Uppföljning", dates[rid], cfg.organisation.roles.finance)
     for wheel in cfg.parallel_wheels:
         for item in wheel.items:

@@ -101,30 +101,28 @@ def _sync_calendar(session: Session, cfg: OrgConfig, cycle: Cycle) -> None:
 def _sync_goals(session: Session, cfg: OrgConfig, cycle: Cycle) -> None:
     goals = {g.key: g for g in session.exec(select(Goal).where(Goal.cycle_id == cycle.id)).all()}
     for g in cfg.goals:
+        values = {
+            "area": g.area,
+            "title": g.title,
+            "owner_unit": cfg.organisation.roles.assembly,
+            "targeted": list(g.targeted),
+            "opt_out_allowed": g.opt_out_allowed,
+        }
         row = goals.get(g.id)
         if row is None:
-            row = Goal(
-                cycle_id=cycle.id,
-                key=g.id,
-                area=g.area,
-                title=g.title,
-                owner_unit=cfg.organisation.roles.assembly,
-                targeted=list(g.targeted),
-                opt_out_allowed=g.opt_out_allowed,
-            )
-            session.add(row)
-            session.flush()
-            for ind in g.indicators:
-                session.add(
-                    Indicator(
-                        goal_id=row.id,
-                        key=ind.id,
-                        name=ind.name,
-                        target=ind.target,
-                        unit=ind.unit,
-                        kolada_id=ind.kolada_id,
-                    )
-                )
+            row = Goal(cycle_id=cycle.id, key=g.id, **values)
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        session.add(row)
+        session.flush()
+        indicators = {i.key: i for i in session.exec(select(Indicator).where(Indicator.goal_id == row.id)).all()}
+        for ind in g.indicators:
+            ind_values = {"name": ind.name, "target": ind.target, "unit": ind.unit, "kolada_id": ind.kolada_id}
+            irow = indicators.get(ind.id) or Indicator(goal_id=row.id, key=ind.id, **ind_values)
+            for k, v in ind_values.items():
+                setattr(irow, k, v)
+            session.add(irow)
 
 
 def prepare_cycle(cfg: OrgConfig, year: int, url: str | None = None) -> int:

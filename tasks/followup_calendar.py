@@ -13,6 +13,7 @@ from datetime import date
 from config.schema import OrgConfig
 from models.errors import UserError
 from tasks.calendar import RuleSpec, add_working_days, resolve_rules
+from tasks.swedish import long_date
 
 # Working days a level has to hand its follow-up upwards after the period closes.
 REPORT_WORKING_DAYS = 10
@@ -35,24 +36,9 @@ class Occasion:
     @property
     def name(self) -> str:
         day = self.period_end
-        return f"{KIND_NAMES[self.kind]} per {day.day} {_MONTHS_SV[day.month]} {day.year}"
+        return f"{KIND_NAMES[self.kind]} per {long_date(day)}"
 
 
-_MONTHS_SV = (
-    "",
-    "januari",
-    "februari",
-    "mars",
-    "april",
-    "maj",
-    "juni",
-    "juli",
-    "augusti",
-    "september",
-    "oktober",
-    "november",
-    "december",
-)
 _PREFIX = {"monthly": "manad", "forecast": "prognos", "interim": "delar", "annual": "ar"}
 
 

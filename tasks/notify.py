@@ -50,6 +50,7 @@ from config.schema import Channel, OrgConfig
 from models.db import output_root, with_retry
 from models.tables import Notification, NotificationState, Receipt, utcnow
 from tasks.faults import crash_point
+from tasks.swedish import WEEKDAYS, long_date
 
 __all__ = [
     "BACKOFF_BASE",
@@ -103,22 +104,6 @@ class ChannelConfigError(ValueError):
 
 
 # -- message texts --------------------------------------------------------------------------------
-
-_MONTHS = (
-    "januari",
-    "februari",
-    "mars",
-    "april",
-    "maj",
-    "juni",
-    "juli",
-    "augusti",
-    "september",
-    "oktober",
-    "november",
-    "december",
-)
-_WEEKDAYS = ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag")
 _TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 
 
@@ -128,7 +113,7 @@ def _datum(value: date | datetime | str) -> str:
         value = date.fromisoformat(value.strip()[:10])
     if isinstance(value, datetime):
         value = value.date()
-    return f"{_WEEKDAYS[value.weekday()]} {value.day} {_MONTHS[value.month - 1]} {value.year}"
+    return f"{WEEKDAYS[value.weekday()]} {long_date(value)}"
 
 
 def _dagar(n: int) -> str:

@@ -8,7 +8,6 @@ run keeps, so a cached step would replay stale answers (for example "3 of 5 rece
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -167,7 +166,3 @@ def publish_summary(config: str | None, year: int, phase: str, text: str) -> Non
     create_markdown_artifact(
         markdown=text, key=artifact_key("sammanfattning", cfg.organisation.id, year, phase), description=phase
     )
-
-
-def documents_dir(year: int, phase: str) -> Path:
-    return output_root() / str(year) / phase

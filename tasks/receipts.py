@@ -19,7 +19,6 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -52,16 +51,16 @@ def _secret_key() -> bytes:
     if env:
         return env.encode()
     path = home() / "secret.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-        return path.read_bytes()
-    except FileExistsError:  # pragma: no cover - lost a race with another process; read theirs
-        return Path(path).read_bytes()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; use theirs
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def code_for(key: str) -> str:
@@ -252,7 +251,8 @@ def _decide(cfg: OrgConfig, req: SignRequest, dispute: bool, url: str | None) ->
                 reason=req.operator_reason,
                 detail={"comment": receipt.comment, "receipt_id": receipt.id},
             )
-            from tasks.messages import queue_decision_notice  # late: messages imports this module
+            # Late: messages → notify → receipts (codes are filled in at send time) would be a cycle.
+            from tasks.messages import queue_decision_notice
 
             queue_decision_notice(session, cfg, receipt)
             return receipt

@@ -23,6 +23,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from config.schema import OrgConfig
+from tasks.swedish import MONTHS as MONTHS_SV
+from tasks.swedish import short_date
 from tasks.wheel import resolve_wheel
 
 __all__ = ["MONTHS_SV", "font_path", "wheel_png", "wheel_shapes", "wheel_svg", "write_wheel"]
@@ -35,11 +37,6 @@ LEGEND_X = 960.0
 MAX_LABEL = 50
 FONT_FAMILY = "DejaVu Sans, Arial, Helvetica, sans-serif"
 
-MONTHS_SV = (
-    "januari", "februari", "mars", "april", "maj", "juni",
-    "juli", "augusti", "september", "oktober", "november", "december",
-)  # fmt: skip
-_MONTHS_SHORT = ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec")
 # Okabe–Ito colours (distinguishable with the common forms of colour blindness), then a few more.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#6A3D9A", "#999933", "#882255")
 TEXT, MUTED, TRACK, GRID = "#1F2933", "#52606D", "#ECEFF1", "#CFD8DC"
@@ -122,7 +119,7 @@ def _point(r: float, degrees: float) -> tuple[float, float]:
 
 
 def _short(d: date) -> str:
-    return f"{d.day} {_MONTHS_SHORT[d.month - 1]} {d.year}"
+    return short_date(d)
 
 
 def _clip(text: str, limit: int = MAX_LABEL) -> str:

@@ -29,6 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 import templates
 from models.errors import UserError
 from tasks.documents.sanitize import clean_text
+from tasks.swedish import long_date
 
 TEMPLATE_DIR_ENV = "STYRKEDJA_TEMPLATE_DIR"
 BUILTIN_DIR = Path(templates.__file__).resolve().parent / "docs"
@@ -46,10 +47,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.j2$")
 # Swedish formatting, shared by the templates and the table builders
 # ---------------------------------------------------------------------------
 
-MONTHS_SV = (
-    "januari", "februari", "mars", "april", "maj", "juni",
-    "juli", "augusti", "september", "oktober", "november", "december",
-)  # fmt: skip
 NBSP = "\u00a0"
 
 
@@ -57,7 +54,7 @@ def datum(d: date | None) -> str:
     """10 februari 2028"""
     if d is None:
         return ""
-    return f"{d.day} {MONTHS_SV[d.month - 1]} {d.year}"
+    return long_date(d)
 
 
 def iso(d: date | None) -> str:

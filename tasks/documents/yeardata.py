@@ -21,6 +21,7 @@ from tasks.documents import text
 from tasks.documents.content import COMMON_CONTROLS, MEETING_KIND_SV
 from tasks.documents.model import TableData
 from tasks.documents.sanitize import clean_text
+from tasks.swedish import MONTHS
 from tasks.wheel import ResolvedWheel, resolve_wheel
 
 HORIZON_YEARS = 4  # plan year plus three plan years
@@ -281,7 +282,7 @@ def _month_end(plan_year: int, month: int) -> date:
 
 def _day_month(d: date | None, rule: str) -> str:
     # "31 augusti" in Swedish, whatever language the rule was written in.
-    return f"{d.day} {text.MONTHS_SV[d.month - 1]}" if d else rule
+    return f"{d.day} {MONTHS[d.month - 1]}" if d else rule
 
 
 def _follow_up_plan(cfg: OrgConfig, plan_year: int, names: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -293,7 +294,7 @@ def _follow_up_plan(cfg: OrgConfig, plan_year: int, names: Mapping[str, str]) ->
         rows.append(
             {
                 "date": _month_end(plan_year, month),
-                "occasion": f"Månadsuppföljning {text.MONTHS_SV[month - 1]}",
+                "occasion": f"Månadsuppföljning {MONTHS[month - 1]}",
                 "content": "Periodens utfall mot periodbudget",
                 "to": "Nämnd",
             }
@@ -302,7 +303,7 @@ def _follow_up_plan(cfg: OrgConfig, plan_year: int, names: Mapping[str, str]) ->
         rows.append(
             {
                 "date": _month_end(plan_year, month),
-                "occasion": f"Budgetuppföljning {text.MONTHS_SV[month - 1]}",
+                "occasion": f"Budgetuppföljning {MONTHS[month - 1]}",
                 "content": "Utfall och helårsprognos, avvikelser med analys och åtgärder",
                 "to": f"Nämnd, {board}",
             }
