@@ -181,7 +181,7 @@ def run(
     }
     if pid == "follow_up":
         params["occasion"] = occasion
-    if not local and local_server.is_healthy() and local_server._deployments_registered():
+    if not local and local_server.is_healthy() and local_server.deployments_registered():
         from prefect.deployments import run_deployment
 
         from flows.registry import PHASE_FLOWS, deployment_name

@@ -112,7 +112,7 @@ def ensure_serving(timeout: float = 120.0) -> bool:
         started = True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _deployments_registered():
+        if deployments_registered():
             return started
         if _alive("serve") is None:
             raise RuntimeError(f"serving the deployments failed; see {home() / 'serve.log'}")
@@ -120,7 +120,7 @@ def ensure_serving(timeout: float = 120.0) -> bool:
     raise RuntimeError(f"the deployments were not registered within {timeout:.0f} s; see {home() / 'serve.log'}")
 
 
-def _deployments_registered() -> bool:
+def deployments_registered() -> bool:
     try:
         r = httpx.get(f"{api_url()}/deployments/name/sign-receipt/sign-receipt", timeout=2.0)
         return r.status_code == 200

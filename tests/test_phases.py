@@ -99,3 +99,27 @@ def test_gate_stops_a_phase_and_override_is_audited(prefect_api, app_env: Path):
     with session_scope() as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.action == "gate_overridden")).one()
     assert entry.reason == "RS beslutade PF vid extra sammanträde" and entry.phase == "planning_prerequisites"
+
+
+def test_sign_receipt_flow_signs_and_refuses_like_the_cli(prefect_api, app_env: Path):
+    """The sign-receipt deployment's flow: the UI form's path to the same receipt rules."""
+    from flows.sign_receipt import sign_receipt
+    from models.errors import AuthorisationError
+
+    cfg = load_config("region")
+    PHASE_FLOWS["preparation"](year=2032, config="region", wait=False)
+    with session_scope() as s:
+        r = s.exec(select(Receipt).where(Receipt.phase == "preparation")).one()
+    signer = cfg.unit(r.receiver_unit).signatories[0].id
+    refused = sign_receipt(receipt_id=r.id, signatory=signer, code="WRONGCOD", config="region", return_state=True)
+    assert refused.is_failed()
+    with pytest.raises(AuthorisationError, match="wrong one-time code"):
+        refused.result()
+    result = sign_receipt(
+        receipt_id=r.id, signatory=signer, code=code_for(r.key), comment="Bra underlag.", config="region"
+    )
+    assert result == {"receipt_id": r.id, "state": "agreed", "phase_resumed": False}
+    with session_scope() as s:
+        assert s.get(Receipt, r.id).comment == "Bra underlag."
+        refusals = s.exec(select(AuditEntry).where(AuditEntry.action == "refused_agreed")).all()
+    assert len(refusals) == 1 and "wrong one-time code" in refusals[0].reason

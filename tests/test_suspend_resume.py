@@ -22,7 +22,7 @@ from sqlmodel import select
 from config.loader import load_config
 from flows.registry import PHASE_FLOWS, deployment_name
 from models.db import session_scope
-from models.tables import PhaseRun, Receipt, ReceiptState
+from models.tables import AuditEntry, PhaseRun, Receipt, ReceiptState
 from tasks.receipts import SignRequest, code_for, dispute, gate_missing, sign
 from tasks.waiting import resume_if_ready
 
@@ -149,5 +149,20 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
 
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
         assert len(runs) == 1
+
+        # An operator resumes the next phase without its receipts: a reason is required and audited.
+        fb = run_deployment(
+            deployment_name(PHASE_FLOWS["committee_feedback"]), parameters={"year": YEAR, "config": "region"}, timeout=0
+        )
+        _wait_for(lambda: _state(fb.id) == StateType.PAUSED, 120, "committee feedback to suspend", log)
+        reason = "Återkopplingen lämnades muntligt i styrdialogen; protokollförd § 41"
+        assert resume_if_ready(first.cycle_id, "committee_feedback", "Eva Operatör", force_reason=reason)
+        _wait_for(lambda: _state(fb.id) == StateType.COMPLETED, 120, "the overridden phase to complete", log)
+        with session_scope() as s:
+            run = s.exec(select(PhaseRun).where(PhaseRun.phase == "committee_feedback")).one()
+            entry = s.exec(select(AuditEntry).where(AuditEntry.action == "phase_resumed_override")).one()
+        assert run.state == "completed" and run.overridden
+        assert entry.actor == "Eva Operatör" and entry.reason == reason
+        assert all(r.state == ReceiptState.ISSUED for r in _receipts("committee_feedback"))
     finally:
         _stop(serving)
