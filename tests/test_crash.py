@@ -4,19 +4,17 @@ delivered (at least once, with a stable key the receiver de-duplicates on)."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import signal
-import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from prefect.settings import PREFECT_API_URL
+from smtp_server import SmtpServer
 from sqlmodel import func, select
 
 from config.loader import load_config
@@ -31,27 +29,13 @@ YEAR = 2031
 pytestmark = pytest.mark.slow
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def] # noqa: N802
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.keys.append(str(msg.get("X-Styrkedja-Key")))
-        return "250 OK"
-
-
 @pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(port))
-    yield inbox
-    controller.stop()
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
+    server.start()
+    yield server
+    server.stop()
 
 
 def _run(phase: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,7 +59,7 @@ def _rows(model) -> list:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("fault", ["during_render", "after_record", "after_send"])
-def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: _Inbox, fault: str):
+def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: SmtpServer, fault: str):
     cfg = load_config("region")
     PHASE_FLOWS["preparation"](year=YEAR, config="region", wait=False)
     with session_scope() as s:
@@ -83,7 +67,7 @@ def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: _
     for r in prepared:
         sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
 
-    sent_before = len(smtp.keys)
+    sent_before = len(smtp.box.received_keys())
     crashed = _run("planning-prerequisites", fault)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     receipts_after_crash = _rows(Receipt)
@@ -94,9 +78,9 @@ def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: _
     with session_scope() as s:
         pending = s.exec(select(func.count()).select_from(Notification).where(Notification.state == "pending")).one()
     if fault == "after_record":
-        assert pending > 0 and smtp.keys[sent_before:] == []
+        assert pending > 0 and smtp.box.received_keys()[sent_before:] == []
     if fault == "after_send":
-        assert len(smtp.keys) == sent_before + 1  # sent, then killed before it was marked
+        assert len(smtp.box.received_keys()) == sent_before + 1  # sent, then killed before it was marked
 
     again = _run("planning-prerequisites")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -122,7 +106,7 @@ def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: _
     # every e-mail arrived exactly once, except the one in flight at an after-send crash: it
     # arrived twice, with the same key, for the receiver to de-duplicate
     emailed = sorted(n.key for n in outbox if n.channel_id == "epost")
-    duplicates = sorted({k for k in smtp.keys if smtp.keys.count(k) > 1})
-    assert sorted(set(smtp.keys)) == emailed
+    duplicates = sorted({k for k in smtp.box.received_keys() if smtp.box.received_keys().count(k) > 1})
+    assert sorted(set(smtp.box.received_keys())) == emailed
     assert len(duplicates) == (1 if fault == "after_send" else 0)
-    assert len(smtp.keys) == len(emailed) + len(duplicates)
+    assert len(smtp.box.received_keys()) == len(emailed) + len(duplicates)

@@ -12,18 +12,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 import yaml
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from smtp_server import PASSWORD, SmtpServer
 from sqlalchemy import event, update
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -45,14 +41,12 @@ from models.tables import (
 )
 from tasks.cycle import prepare_cycle
 from tasks.deadlines import ESCALATE_EVERY_DAYS, run_watch, stages_for
-from tasks.notify import KEY_HEADER
 from tasks.progress import progression_rows
 from tasks.wheel import resolve_wheel
 
 YEAR = 2030
 ORG = "region_testby"
 D = date(2029, 3, 22)  # the receipts' deadline in the walk (a Thursday)
-PASSWORD = "Hemligt:p@ss/w?rd#%&+42"
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 PF_TITLE = "Planeringsförutsättningar 2030–2033"
 runner = CliRunner()
@@ -542,45 +536,6 @@ def test_the_watch_is_set_based(db_url: str, cfg: OrgConfig) -> None:
 # -- the flow, end to end ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Mailbox:
-    mails: list[EmailMessage] = field(default_factory=list)
-    logins: list[str] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.mails.append(message_from_bytes(envelope.original_content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        self.logins.append(auth_data.login.decode())
-        return AuthResult(success=auth_data.password.decode() == PASSWORD)
-
-    def keys(self) -> list[str]:
-        return [str(m[KEY_HEADER]) for m in self.mails]
-
-
-class SmtpServer:
-    """A real local SMTP server with login; stop() refuses connections, start() brings it back."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.box = Mailbox()
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(
-            self.box, hostname="127.0.0.1", port=self.port, authenticator=self.box.authenticate, auth_require_tls=False
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     server = SmtpServer()
@@ -739,13 +694,13 @@ def test_the_flow_reminds_escalates_delivers_and_shows_the_same_states_everywher
     rows = outbox(None)
     assert {n.state for n in rows.values()} == {NotificationState.SENT}
     email_keys = sorted(k for k, n in rows.items() if n.channel_id == "epost")
-    assert Counter(smtp.box.keys()) == Counter(email_keys)  # each e-mail exactly once
-    assert set(smtp.box.logins) == {"styrkedja"}
+    assert Counter(smtp.box.received_keys()) == Counter(email_keys)  # each e-mail exactly once
+    assert {login for login, _password in smtp.box.logins} == {"styrkedja"}
     mqtt_keys = sorted(k for k, n in rows.items() if n.channel_id == "mqtt")
     assert Counter(subscriber.references(len(mqtt_keys))) == Counter(mqtt_keys)  # each MQTT message once
     tags = {split(k)[:2] for k in rows}
     assert {(R1, "remind-14d"), (R1, "remind-7d"), (R1, "remind-overdue-3d"), (R1, "escalate-3d")} <= tags
-    escalation = next(m for m in smtp.box.mails if str(m[KEY_HEADER]) == f"{R1}/escalate-3d/epost/rs@testby.example")
+    escalation = smtp.find(f"{R1}/escalate-3d/epost/rs@testby.example")
     assert str(escalation["Subject"]) == f'Eskalering: Hälso- och sjukvårdsnämnden är 3 dagar försenad med "{PF_TITLE}"'
     assert str(escalation["To"]) == "rs@testby.example"
     text = escalation.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -16,18 +15,16 @@ import types
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
 from jinja2.exceptions import UndefinedError
+from smtp_server import PASSWORD, SmtpServer, _free_port
 from sqlmodel import select
 
 from config.schema import (
@@ -62,84 +59,9 @@ from tasks.notify import (
     render_message,
 )
 
-PASSWORD = "Hemligt:p@ss/w?rd#%&+42"
 LINK = "http://127.0.0.1:4200/runs/flow-run/7f0c"
 FROM = "styrkedja@norrsjo.example"
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# -- a real SMTP server -----------------------------------------------------------------------------
-
-
-@dataclass
-class Mail:
-    envelope_to: list[str]
-    message: EmailMessage
-
-
-@dataclass
-class Mailbox:
-    """aiosmtpd handler that keeps what it receives; `mode` makes it misbehave like a sick server:
-    tempfail = 451 on DATA, drop = close the connection in the middle of DATA, auth_echo = refuse the
-    login with a reply that repeats the password (as a careless server might)."""
-
-    mode: str = "ok"
-    mails: list[Mail] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-    delay: float = 0.0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.mode == "tempfail":
-            return "451 4.3.0 Tillfälligt fel, försök igen senare"
-        if self.mode == "drop":
-            server.transport.close()
-            return "250 OK"
-        message = message_from_bytes(envelope.original_content, policy=policy.default)
-        self.mails.append(Mail(list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        login, password = auth_data.login.decode(), auth_data.password.decode()
-        self.logins.append((login, password))
-        if self.mode == "auth_echo":
-            return AuthResult(success=False, handled=False, message=f"535 5.7.8 Fel lösenord {password} för {login}")
-        return AuthResult(success=password in (PASSWORD, os.environ.get("STYRKEDJA_SMTP_LOSEN")))
-
-    def keys(self) -> list[str]:
-        return [str(m.message[KEY_HEADER]) for m in self.mails]
-
-
-class SmtpServer:
-    """A local SMTP server without TLS that accepts AUTH PLAIN/LOGIN in clear (like a relay on
-    localhost); `stop()` makes the port refuse connections, `start()` brings it back."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.box = Mailbox()
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(
-            self.box,
-            hostname="127.0.0.1",
-            port=self.port,
-            authenticator=self.box.authenticate,
-            auth_require_tls=False,
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture
@@ -571,7 +493,7 @@ def test_email_arrives_once_in_swedish_with_the_docx_attached(
     again = deliver_outbox(cfg, db_url, now=t0 + timedelta(days=1), base_dir=out)
     assert (again.sent, again.retried, again.failed, again.pending_left) == (0, 0, 0, 0)
 
-    assert sorted(smtp.box.keys()) == ["pf/HSN/v1/anna", "pf/HSN/v1/lokal"]
+    assert sorted(smtp.box.received_keys()) == ["pf/HSN/v1/anna", "pf/HSN/v1/lokal"]
     assert smtp.box.logins == [("styrkedja", PASSWORD)]  # only the channel with a login logged in
     mail = next(m for m in smtp.box.mails if m.message[KEY_HEADER] == "pf/HSN/v1/anna")
     assert mail.envelope_to == ["anna.berg@norrsjo.example"]
@@ -617,7 +539,7 @@ def test_two_senders_at_once_deliver_each_message_exactly_once(db_url: str, smtp
         t.join(timeout=120)
     assert not errors
     assert sum(r.sent for r in reports) == len(keys)
-    assert Counter(smtp.box.keys()) == Counter(keys)  # each once
+    assert Counter(smtp.box.received_keys()) == Counter(keys)  # each once
     assert {r.state for r in rows(db_url).values()} == {NotificationState.SENT}
     assert {r.attempts for r in rows(db_url).values()} == {1}
 
@@ -662,9 +584,9 @@ def test_a_channel_that_is_down_is_retried_with_backoff_without_leaking_the_pass
     smtp.box.mode = "ok"
     later = deliver_outbox(cfg, db_url, now=t0 + timedelta(minutes=1))
     assert (later.sent, later.retried, later.failed, later.pending_left) == (4, 0, 0, 0)
-    assert Counter(smtp.box.keys()) == Counter(keys)
+    assert Counter(smtp.box.received_keys()) == Counter(keys)
     assert deliver_outbox(cfg, db_url, now=t0 + timedelta(hours=7)).sent == 0
-    assert Counter(smtp.box.keys()) == Counter(keys)
+    assert Counter(smtp.box.received_keys()) == Counter(keys)
     stored = rows(db_url)
     assert [stored[k].attempts for k in keys] == [2, 2, 2, 1]
     assert all(stored[k].state == NotificationState.SENT for k in keys)
@@ -734,7 +656,7 @@ def test_a_crash_between_send_and_mark_resends_with_the_same_key_after_the_lease
     assert deliver_outbox(cfg, db_url, now=t0 + LEASE - timedelta(seconds=1)).sent == 0  # the claim still holds
     assert deliver_outbox(cfg, db_url, now=t0 + LEASE).sent == 1
     # At least once: the receiver sees the same key twice and can drop the duplicate.
-    assert smtp.box.keys() == ["pf/HSN/v1/crash", "pf/HSN/v1/crash"]
+    assert smtp.box.received_keys() == ["pf/HSN/v1/crash", "pf/HSN/v1/crash"]
     assert rows(db_url)["pf/HSN/v1/crash"].state == NotificationState.SENT
 
 
@@ -768,7 +690,7 @@ def test_rows_that_cannot_be_sent_never_raise(
     assert "STYRKEDJA_UNSET_PASS is not set" in errors["bad/variable"]
     assert "Connection refused" in errors["bad/mqtt"] or "MQTT" in errors["bad/mqtt"]
     assert "could not load" in errors["bad/service"]
-    assert smtp.box.keys() == ["good"]
+    assert smtp.box.received_keys() == ["good"]
 
 
 @dataclass
