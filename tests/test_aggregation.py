@@ -8,8 +8,7 @@ from typing import Any
 
 import openpyxl
 import pytest
-from docx import Document as DocxDocument
-from docx.oxml.ns import qn
+from secretary import fill_docx, fill_xlsx
 from sqlmodel import select
 
 from config.loader import load_config
@@ -18,7 +17,7 @@ from models.tables import Document
 from tasks.aggregation import INVESTMENTS, Figures, OrgTree, aggregate, aggregate_returns, completeness
 from tasks.cycle import prepare_cycle
 from tasks.distribution import distribute
-from tasks.documents import catalog, word
+from tasks.documents import catalog
 from tasks.documents.content import FOLLOW_UP_ROWS
 from tasks.documents.model import DocRequest
 from tasks.followup_calendar import occasions
@@ -43,42 +42,6 @@ ACTS = {"HSF": ["Fler vårdplatser i Umeå", "Vi ser över bemanningen."], "RS":
 @pytest.fixture(scope="module")
 def cfg():
     return load_config("region")
-
-
-# ---------------------------------------------------------------------------------------------
-# Filling in, as in tests/test_returns.py (without the injected control characters)
-# ---------------------------------------------------------------------------------------------
-
-
-def fill_xlsx(src: Path, dst: Path, edits: dict[str, dict[tuple[int, str], Any]]) -> None:
-    """edits: sheet -> (row, header) -> value."""
-    wb = openpyxl.load_workbook(src)
-    for sheet, cells in edits.items():
-        ws = wb[sheet]
-        cols = {c.value: c.column for c in ws[1] if c.value}
-        for (row, header), value in cells.items():
-            ws.cell(row, cols[header]).value = value
-    wb.save(dst)
-
-
-def fill_docx(src: Path, dst: Path, answers: dict[str, list[str]]) -> None:
-    """Each answer into its yellow field, one paragraph per line."""
-    doc = DocxDocument(src)
-    paragraphs: dict[str, Any] = {}
-    current = None
-    for p in doc.paragraphs:
-        marks = [b.get(qn("w:name")) for b in p._p.iter(qn("w:bookmarkStart"))]
-        fields = [m[3:] for m in marks if m and m.startswith("sk_")]
-        if fields:
-            current = fields[0]
-        elif current and p.style.name == word.ANSWER_STYLE and current not in paragraphs:
-            paragraphs[current] = p
-    for name, texts in answers.items():
-        p = paragraphs[name]
-        for text in texts[:-1]:
-            p.insert_paragraph_before(text, style=word.ANSWER_STYLE)
-        p.add_run(texts[-1])
-    doc.save(dst)
 
 
 def _figures(unit: str, leaf: bool) -> dict[str, Figures]:
@@ -142,6 +105,7 @@ def _hand_in(cfg, url: str, out: Path, tmp: Path, occasion, unit: str, leaf: boo
         out / docs["uppfoljning"].relpath,
         sheet_file,
         {"Ekonomi": economy, "Mål": goals, "Investeringar": investments},
+        inject=False,
     )
     submit_file(cfg, sheet_file, url=url, actor=f"Chef {unit}")
 
@@ -152,7 +116,7 @@ def _hand_in(cfg, url: str, out: Path, tmp: Path, occasion, unit: str, leaf: boo
     answers["lyfter_vidare"] = [RAISES[unit]] if unit in RAISES else ["Inget."]
     answers["gor_sjalva"] = ACTS.get(unit, ["Vi följer upp månadsvis."])
     story_file = tmp / f"{unit}.docx"
-    fill_docx(out / story.relpath, story_file, answers)
+    fill_docx(out / story.relpath, story_file, answers, inject=False)
     submit_file(cfg, story_file, url=url, actor=f"Chef {unit}")
     return typed
 

@@ -25,7 +25,7 @@ import openpyxl
 import pytest
 import typer
 from docx import Document as DocxDocument
-from docx.oxml.ns import qn
+from secretary import CTRL, fill_docx, fill_xlsx
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -35,7 +35,7 @@ from models.errors import UserError
 from models.tables import AuditEntry, Document, Receipt, ReceiptState, Submission
 from tasks.cycle import prepare_cycle
 from tasks.distribution import distribute
-from tasks.documents import catalog, word
+from tasks.documents import catalog
 from tasks.documents.model import DocRequest, SheetSpec
 from tasks.followup_calendar import occasions
 from tasks.handoffs import handoffs_for_phase
@@ -43,7 +43,6 @@ from tasks.receipts import SignRequest, code_for, dispute, sign
 from tasks.returns import REQUIRED, inspect_package, submit_file, watch_inbox
 
 YEAR = 2028
-CTRL = "QQCTRLQQ"  # replaced in the saved file by characters XML cannot hold; the return must lose them
 FORMULA = '=HYPERLINK("http://x","klick")'
 PLUS = "+SUM(A1)"
 
@@ -108,61 +107,6 @@ def _signer(cfg, r: Receipt) -> str:
 # ---------------------------------------------------------------------------------------------
 # The secretary: filling in with python-docx and openpyxl
 # ---------------------------------------------------------------------------------------------
-
-
-def _inject(path: Path, replacement: bytes) -> None:
-    """Put raw bytes where CTRL stands in the saved file: what python-docx and openpyxl refuse to write."""
-    with zipfile.ZipFile(path) as zin:
-        parts = [(i, zin.read(i)) for i in zin.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info, data in parts:
-            zout.writestr(info, data.replace(CTRL.encode(), replacement))
-
-
-def _answer_paragraphs(doc) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    current = None
-    for p in doc.paragraphs:
-        marks = [b.get(qn("w:name")) for b in p._p.iter(qn("w:bookmarkStart"))]
-        fields = [m[3:] for m in marks if m and m.startswith("sk_")]
-        if fields:
-            current = fields[0]
-        elif current and p.style.name == word.ANSWER_STYLE and current not in out:
-            out[current] = p
-    return out
-
-
-def fill_docx(src: Path, dst: Path, answers: dict[str, list[str]], *, inject: bool = True) -> dict[str, str]:
-    """Type each answer into its yellow field, paragraph by paragraph ("\\n" inside one is
-    Shift+Enter); returns what the database must hold."""
-    doc = DocxDocument(src)
-    paragraphs = _answer_paragraphs(doc)
-    for name, texts in answers.items():
-        p = paragraphs[name]
-        for text in texts[:-1]:
-            p.insert_paragraph_before(text, style=word.ANSWER_STYLE)
-        p.add_run(texts[-1])  # python-docx turns "\n" into a line break
-    doc.save(dst)
-    if inject:  # after this, python-docx can no longer open the file; the return reader must
-        _inject(dst, b"\x01\x02&#x7;&#8;\x1f")
-    return {name: "\n".join(texts).replace(CTRL, "") for name, texts in answers.items()}
-
-
-def _headers(ws) -> dict[str, int]:
-    return {c.value: c.column for c in ws[1] if c.value}
-
-
-def fill_xlsx(src: Path, dst: Path, edits: dict[str, dict[tuple[int, str], Any]], *, inject: bool = True) -> None:
-    """edits: sheet -> (row, header) -> value, typed into the workbook as a secretary would."""
-    wb = openpyxl.load_workbook(src)
-    for sheet, cells in edits.items():
-        ws = wb[sheet]
-        cols = _headers(ws)
-        for (row, header), value in cells.items():
-            ws.cell(row, cols[header]).value = value
-    wb.save(dst)
-    if inject:
-        _inject(dst, b"\x01_x0002_&#x7;\x08")
 
 
 def _stored(value: Any) -> Any:
