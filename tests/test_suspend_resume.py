@@ -51,7 +51,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def _wait_for(predicate, timeout: float, what: str, log: Path):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float, what: str, log: Path, run_id: UUID | None = None):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -59,7 +59,25 @@ def _wait_for(predicate, timeout: float, what: str, log: Path):  # type: ignore[
             return value
         time.sleep(0.5)
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n--- serve log ---\n{tail}")
+    state = ""
+    if run_id is not None:
+        with get_client(sync_client=True) as client:
+            st = client.read_flow_run(run_id).state
+        state = f" (flow run state: {st.type.value if st else None} {st.name if st else ''} {st.message if st else ''})"
+    raise AssertionError(f"timed out waiting for {what}{state}\n--- serve log ---\n{tail}")
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is pid (the flow runs a serving process started)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
 
 
 def _state(flow_run_id: UUID) -> StateType | None:
@@ -121,7 +139,10 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
             "version 2 to be issued",
             log,
         )
-        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log)
+        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log, fr.id)
+        # The suspended run's process exits just after reporting PAUSED; a SIGTERM before then would
+        # reach a flow process rather than an idle runner, which is a different scenario.
+        _wait_for(lambda: not _children(serving.pid), 30, "the suspended run's process to exit", log)
 
         # The serving process goes away while the phase is suspended, and comes back.
         _stop(serving)
@@ -131,8 +152,9 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         for r in _receipts("planning_prerequisites"):
             if r.state == ReceiptState.ISSUED:
                 sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
-                resume_if_ready(r.cycle_id, "planning_prerequisites", "test", wait_s=0)
-        _wait_for(lambda: _state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log)
+                resumed = resume_if_ready(r.cycle_id, "planning_prerequisites", "test", wait_s=0)
+        assert resumed, f"the last signature did not resume the run (state {_state(fr.id)})"
+        _wait_for(lambda: _state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log, fr.id)
 
         rows = _receipts("planning_prerequisites")
         assert sum(r.state == ReceiptState.SUPERSEDED for r in rows) == 1
