@@ -5,9 +5,9 @@ Loaded and validated once by `config.loader.load_config`; nothing else reads YAM
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The phases of the cycle, in order. Their Swedish names and windows come from configuration;
 # the set itself is fixed because each one is a flow in flows/.
@@ -55,6 +55,19 @@ class Signatory(Strict):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=200)
 
 
+class Control(Strict):
+    """One row of a committee's internal control plan (seeds 002, 003): a risk, prioritised by
+    probability × consequence (1–4 each), and the control that checks it."""
+
+    area: str = Field(min_length=1, max_length=200)
+    risk: str = Field(min_length=1, max_length=300)
+    probability: int = Field(ge=1, le=4)
+    consequence: int = Field(ge=1, le=4)
+    control: str = Field(min_length=1, max_length=300)
+    frequency: Literal["Löpande", "Månadsvis", "Kvartalsvis", "Per tertial", "Halvårsvis", "Årligen"]
+    owner: str = Field(default="", max_length=200)
+
+
 class Unit(Strict):
     id: str = Field(pattern=UNIT_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
@@ -62,6 +75,9 @@ class Unit(Strict):
     parent: str | None = None
     signatories: tuple[Signatory, ...] = ()
     contacts: tuple[Contact, ...] = ()
+    # Committees only: the internal control plan, followed up with the reports of
+    # `follow_up.internal_control_months` (OrgConfig checks that only committees have one).
+    internal_control: tuple[Control, ...] = ()
 
 
 class Roles(Strict):
@@ -137,6 +153,9 @@ class FollowUpCalendar(Strict):
     interim_reports: tuple[str, ...] = ()
     annual_report: str = "31 December"
     deviation_threshold_percent: float = Field(default=5.0, ge=0, le=100)
+    # Interim and annual reports whose period ends in these months carry the follow-up of the
+    # committees' internal control plans (seed 002: with the August report and the annual report).
+    internal_control_months: tuple[Annotated[int, Field(ge=1, le=12)], ...] = (8, 12)
 
 
 class Deadlines(Strict):
@@ -212,6 +231,17 @@ class OrgConfig(Strict):
     vision: str = Field(default="", max_length=2000)
     # Optional: other processes' wheels, coordinated with the master wheel (tasks/coordination.py).
     parallel_wheels: tuple[ParallelWheel, ...] = ()
+
+    @model_validator(mode="after")
+    def _plans_on_committees(self) -> OrgConfig:
+        committee_level = self.levels[2].id if len(self.levels) > 2 else None
+        for i, u in enumerate(self.units):
+            if u.internal_control and u.level != committee_level:
+                raise ValueError(
+                    f"units[{i}].internal_control: only committees (level {committee_level!r}) have an internal "
+                    f"control plan; {u.id!r} is on level {u.level!r}"
+                )
+        return self
 
     # -- lookups (the tree is small; these are cheap and keep callers simple) --
     def unit(self, unit_id: str) -> Unit:

@@ -26,6 +26,7 @@ def follow_up(
     wait: bool = True,
     config: str | None = None,
     actor: str = "ekonomistaben",
+    override_levels: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run one follow-up occasion of plan year `year`.
 
@@ -38,6 +39,8 @@ def follow_up(
         wait: Vänta (pausa körningen) tills alla kvittenser är signerade.
         config: Konfigurationsfil eller 'region'/'municipality'; tomt = standard.
         actor: Vem som startar fasen (granskningsloggen).
+        override_levels: Nivåer (enhets-id) som får lämna sin nivårapport uppåt trots att underlag
+            saknas från nivån under; motiveringen i reason sparas i granskningsloggen.
     """
     return run_phase(
         "follow_up",
@@ -49,4 +52,5 @@ def follow_up(
         wait=wait,
         config=config,
         actor=actor,
+        override_levels=override_levels,
     )

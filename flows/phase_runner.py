@@ -42,6 +42,7 @@ def run_phase(
     config: str | None = None,
     actor: str = "ekonomistaben",
     occasion: str | None = None,
+    override_levels: list[str] | None = None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     cfg = load_config(config)
@@ -56,6 +57,12 @@ def run_phase(
     missing = steps.check_gate(config, cycle_id, phase, override, reason, actor)
     steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor)
     result = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
+    levels = None
+    if occ is not None:
+        # Each pass (the first run and every resume) writes the level reports whose level below has
+        # returned, and hands them up; the hand-up receipts are then waited for like the others.
+        overrides = dict.fromkeys(override_levels or [], reason)
+        levels = steps.hand_up_levels(config, cycle_id, occ, overrides, actor)
     crash_point("after_record")  # receipts and their notifications committed, nothing sent yet
     sent = steps.send_notifications(config)
     steps.publish_receipts(config, cycle_id, year, phase)
@@ -95,6 +102,13 @@ def run_phase(
         "notifications_sent": sent["sent"],
         "overridden": overridden,
     }
+    if levels is not None:
+        summary |= {
+            "level_reports": list(levels.levels),
+            "level_reports_rendered": levels.reports_rendered,
+            "levels_waiting": {u: list(m) for u, m in levels.waiting.items()},
+            "levels_overridden": list(levels.overridden),
+        }
     steps.publish_summary(
         config,
         year,
@@ -102,6 +116,12 @@ def run_phase(
         f"# {phase_cfg.name} {year}{' – ' + occ.name if occ else ''}\n\n"
         f"- Status: **{state}**\n- Dokument: {result.documents_total}\n"
         f"- Kvittenser överens: {agreed} av {total}\n- Meddelanden skickade: {sent['sent']}"
-        f" (väntar på nytt försök: {sent['retried']}, misslyckade: {sent['failed']})\n",
+        f" (väntar på nytt försök: {sent['retried']}, misslyckade: {sent['failed']})\n"
+        + (
+            f"- Nivårapporter: {len(levels.levels)}; väntar på underlag: "
+            f"{', '.join(levels.waiting) or 'ingen'}; undantag: {', '.join(levels.overridden) or 'inga'}\n"
+            if levels is not None
+            else ""
+        ),
     )
     return summary

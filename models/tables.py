@@ -251,3 +251,45 @@ class AuditEntry(SQLModel, table=True):
     subject: str | None = Field(default=None, max_length=300)
     reason: str | None = Field(default=None, sa_column=Column(Text))
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class RaisedIssue(SQLModel, table=True):
+    """An item a unit raised to the next level in a follow-up ("Vad lyfter vi till nästa nivå?").
+
+    Open until a level acts on it; until then it appears in the report of every level on its way
+    up, in this occasion and in the later occasions of the cycle. `key` is cycle/occasion/origin/
+    digest of the normalised text, so re-running an occasion records it once."""
+
+    __table_args__ = (Index("ix_raisedissue_cycle_state", "cycle_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    occasion_key: str = Field(max_length=40)
+    origin_unit: str = Field(max_length=40)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    # The levels it reached, origin first; the last one holds it (acted on it, or the top).
+    path: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="open", max_length=20)  # open | acted_on
+    acted_by_unit: str | None = Field(default=None, max_length=40)
+    acted_by: str | None = Field(default=None, max_length=200)
+    action: str | None = Field(default=None, sa_column=Column(Text))
+    acted_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Conclusion(SQLModel, table=True):
+    """A conclusion of a follow-up report (the annual report's become input to the next cycle's
+    preparation: plan–do–check–act)."""
+
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id")
+    key: str = Field(max_length=120)  # occasion/position
+    occasion_key: str = Field(max_length=40)
+    position: int
+    topic: str = Field(max_length=60)  # Ekonomi | Mål | Lyfta frågor | Intern kontroll | Lärdomar
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

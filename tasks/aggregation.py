@@ -233,6 +233,16 @@ def completeness(tree: OrgTree | OrgConfig, returned: Iterable[str], unit: str) 
     )
 
 
+def own_actions(returns: Mapping[tuple[str, str], dict[str, Any]]) -> dict[str, set[str]]:
+    """Unit -> the normalised lines of its own return's "Vad gör vi själva?": a level acts on an
+    item raised to it (this occasion or an earlier one) by listing it there."""
+    out: dict[str, set[str]] = {}
+    for (unit, kind), content in returns.items():
+        if kind == NARRATIVE:
+            out[unit] = {normalise(x) for x in _lines((content or {}).get("fields", {}).get(OWN_ACTION_FIELD))}
+    return out
+
+
 def returned_units(returns: Mapping[tuple[str, str], Any]) -> set[str]:
     """Units whose return is whole: the receipt is acknowledged only once both documents are in."""
     return {u for (u, kind) in returns if kind == WORKBOOK and (u, NARRATIVE) in returns}
@@ -283,8 +293,12 @@ def _add_all(target: dict[str, Figures], more: Mapping[str, Figures]) -> None:
         target[name] = target[name] + f if name in target else f
 
 
-def _norm(text: str) -> str:
+def normalise(text: str) -> str:
+    """An item's identity: case and spacing ignored."""
     return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+_norm = normalise
 
 
 def _lines(text: Any) -> list[str]:

@@ -20,10 +20,12 @@ from models.db import output_root, session_scope, with_retry
 from models.errors import GateNotMetError
 from models.tables import Milestone, PhaseRun, PhaseState, utcnow
 from tasks import cycle as cycle_mod
+from tasks import level_reports
 from tasks.audit import audit
 from tasks.distribution import DistributionResult, distribute
 from tasks.followup_calendar import Occasion
 from tasks.handoffs import handoffs_for_phase
+from tasks.level_reports import HandUpResult, with_conclusions
 from tasks.notify import deliver_outbox
 from tasks.progress import artifact_key, receipt_rows
 from tasks.receipts import gate_missing, progress
@@ -94,6 +96,8 @@ def distribute_phase(
 ) -> DistributionResult:
     cfg = load_config(config)
     handoffs = handoffs_for_phase(cfg, year, phase, occasion)
+    if phase == "preparation":  # plan–do–check–act: last year's follow-up conclusions go into the material
+        handoffs = with_conclusions(cfg, year, handoffs)
     result = distribute(cfg, cycle_id, phase, handoffs, output_root(), actor=actor)
     get_run_logger().info(
         "%s: %d of %d documents rendered, %d new receipts of %d, %d notifications queued",
@@ -104,6 +108,27 @@ def distribute_phase(
         result.receipts_total,
         result.notifications_queued,
     )
+    return result
+
+
+@step
+def hand_up_levels(
+    config: str | None, cycle_id: int, occasion: Occasion, overrides: dict[str, str], actor: str
+) -> HandUpResult:
+    """Follow-up: each level whose level below is complete gets its level report and hands it up."""
+    cfg = load_config(config)
+    result = level_reports.hand_up_levels(cfg, cycle_id, occasion, output_root(), actor=actor, overrides=overrides)
+    logger = get_run_logger()
+    logger.info(
+        "%s: %d level reports (%d documents written), %d hand-ups issued, %d overridden",
+        occasion.key,
+        len(result.levels),
+        result.reports_rendered,
+        result.receipts_issued,
+        len(result.overridden),
+    )
+    for unit, missing in result.waiting.items():
+        logger.warning("%s cannot hand up yet: no return from %s", unit, ", ".join(missing))
     return result
 
 

@@ -4,6 +4,7 @@ workbook. Each builder takes the year's shared data, the recipient unit and the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -154,9 +155,21 @@ def _planned_decision(cyc: YearData, unit_id: str) -> date | None:
     return pick[-1]["date"] if pick else None
 
 
+def _previous_conclusions(req: DocRequest) -> dict[str, Any] | None:
+    """Last year's follow-up conclusions, carried in the request by the preparation phase
+    (tasks/level_reports.with_conclusions): {"source", "annual", "items": [{"topic", "text"}]}."""
+    raw = req.get("slutsatser")
+    if not raw:
+        return None
+    data = json.loads(raw)
+    items = [{"topic": one_line(i["topic"]), "text": one_line(i["text"])} for i in data.get("items", [])]
+    return {"source": one_line(data.get("source", "")), "annual": bool(data.get("annual")), "items": items}
+
+
 def _docx_planeringsunderlag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
     tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "faser", "intern_kontroll")}
-    return text.render("planeringsunderlag.txt.j2", ctx | {"previous_year": cyc.plan_year - 1}), tables
+    extra = {"previous_year": cyc.plan_year - 1, "conclusions": _previous_conclusions(req)}
+    return text.render("planeringsunderlag.txt.j2", ctx | extra), tables
 
 
 def _docx_planeringsforutsattningar(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
