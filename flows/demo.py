@@ -72,9 +72,12 @@ class MailSink:
 
 
 def _occasions_for_demo(cfg: Any, year: int) -> list[Any]:
+    """The reports that carry the internal control follow-up: the August interim report and the
+    annual report. Every unit hands in a return for each, so they take a while (about 15 s each)."""
     from tasks.followup_calendar import occasions
+    from tasks.level_reports import carries_internal_control
 
-    return [o for o in occasions(cfg, year) if o.kind in ("interim", "annual")]
+    return [o for o in occasions(cfg, year) if carries_internal_control(cfg, o)]
 
 
 def run_demo(config: str, year: int, fresh: bool, console: Console) -> None:
@@ -149,6 +152,7 @@ def _run_one(
     fr = run_deployment(deployment_name(PHASE_FLOWS[phase]), parameters=params, timeout=0)
     task = bar.add_task(f"  {name}", total=None)
     disputed = False
+    handed_in = occasion is None  # follow-up: the units hand in their returns before anyone signs
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     with get_client(sync_client=True) as client:
         while True:
@@ -164,6 +168,16 @@ def _run_one(
                 time.sleep(0.5)
                 continue
             bar.update(task, total=len(rows) or None, completed=sum(r.state == "agreed" for r in rows))
+            if not handed_in:
+                if not rows:
+                    time.sleep(0.5)
+                    continue
+                from flows.demo_returns import hand_in_all
+
+                bar.update(task, description=f"  {name}: the units hand in their returns")
+                hand_in_all(config, year, occasion, home() / "demo-returns")  # type: ignore[arg-type]
+                bar.update(task, description=f"  {name}")
+                handed_in = True
             codes = sink.codes()
             for r in rows:
                 if r.state not in ("issued", "acknowledged"):
@@ -213,6 +227,16 @@ def _of_occasion(rows: list[Any], occasion: str | None) -> list[Any]:
     return rows if occasion is None else [r for r in rows if r.topic.endswith(occasion)]
 
 
+def _returns_count() -> int:
+    from sqlmodel import func, select
+
+    from models.db import session_scope
+    from models.tables import Submission
+
+    with session_scope() as s:
+        return int(s.exec(select(func.count()).select_from(Submission)).one())
+
+
 def _summary(
     cfg: Any, year: int, results: list[dict[str, Any]], sink: MailSink, seconds: float, console: Console
 ) -> None:
@@ -231,9 +255,14 @@ def _summary(
     console.print(t)
     folder = output_root() / str(year)
     docs = sorted(p for p in folder.rglob("*") if p.suffix in (".docx", ".xlsx"))
+    levels = [p for p in docs if "_nivarapport_" in p.name and p.suffix == ".docx"]
     console.print(f"Phases run: {len(results)} ({len({r['phase'] for r in results})} phases incl. follow-up)")
     console.print(f"Documents written: {len(docs)} under {folder}")
     console.print(f"Receipts signed: {sum(r['agreed'] for r in results)}")
+    console.print(
+        f"Level reports written: {len(levels)} (Word, each with its Excel figures) for "
+        f"{len({p.name.split('_')[0] for p in levels})} levels, from {_returns_count()} returned documents"
+    )
     console.print(f"E-mails received by the local mail server: {len(sink.messages)} (in {sink.folder})")
     console.print(f"Prefect UI: {local_server.ui_url()}  (stop with `make down`)")
     console.print(f"Time: {seconds:.0f} s")
