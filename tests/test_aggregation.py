@@ -241,3 +241,37 @@ def test_half_a_return_is_not_a_return():
     assert agg["A"].completeness.missing == ("C",) and agg["A"].completeness.returned == ("B",)
     assert agg["A"].totals["Intäkter"] == Figures(-10.0, 0.0, None)  # no forecast given: no deviation
     assert agg["A"].deviations == ()
+
+
+def test_an_open_item_of_an_earlier_occasion_is_acted_on_later(cfg, db_url):
+    """Raised in the August report and acted on by nobody, an item stays open at the top; in the
+    annual report the committee on its way lists it under "Vad gör vi själva?" and it is acted on.
+    Stored once however often an occasion is synchronised."""
+    from models.tables import RaisedIssue
+    from tasks.aggregation import own_actions
+    from tasks.level_reports import issues_reaching, sync_raised_issues
+
+    august, annual = (o for o in occasions(cfg, YEAR) if o.key in (f"delar-{YEAR}-08-31", f"ar-{YEAR}-12-31"))
+    cycle_id = prepare_cycle(cfg, YEAR, db_url)
+    tree = OrgTree.from_config(cfg)
+
+    def story(**fields: str) -> dict[str, Any]:
+        return {"fields": fields}
+
+    first = {("NSH", "uppfoljning_berattelse"): story(lyfter_vidare="Fler vårdplatser\nInget", gor_sjalva="-")}
+    agg = aggregate_returns(tree, first, august.key, 2.0)
+    for _ in range(2):  # a re-run records nothing twice
+        issues = sync_raised_issues(cfg, cycle_id, august, agg, own_actions(first), url=db_url)
+    [item] = issues
+    assert (item.state, item.path) == ("open", ("NSH", "HSF", "HSN", "RS", "RF"))
+    assert [i.text for i in issues_reaching(issues, "HSN", annual.key)] == ["Fler vårdplatser"]  # carried over
+    assert issues_reaching(issues, "NSH", august.key) == []  # not in the raiser's own report
+
+    later = {("HSN", "uppfoljning_berattelse"): story(lyfter_vidare="Inget", gor_sjalva="fler  VÅRDPLATSER")}
+    assert own_actions(later) == {"HSN": {"fler vårdplatser"}}
+    agg = aggregate_returns(tree, later, annual.key, 2.0)
+    [item] = sync_raised_issues(cfg, cycle_id, annual, agg, own_actions(later), url=db_url)
+    assert (item.state, item.acted_by_unit) == ("acted_on", "HSN")
+    assert issues_reaching([item], "RS", annual.key) == []  # acted on: no longer listed above
+    with session_scope(db_url) as s:
+        assert len(s.exec(select(RaisedIssue)).all()) == 1
