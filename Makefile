@@ -33,15 +33,18 @@ libreoffice:
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    libreoffice-writer libreoffice-calc >/dev/null; }
 
+# Two workers, one per core: most tests wait on a Prefect API, a server process or a database.
+# Files go whole to one worker so module fixtures (rendered cycles) are built once.
+TEST_WORKERS ?= 2
 test: install libreoffice
-	@$(BIN)/python -m pytest -q -p no:cacheprovider
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 
 bench: install
-	@$(BIN)/python -m bench.render
+	@$(BIN)/python -m bench.year
 
 clean: down
 	rm -rf var .prefect-home
