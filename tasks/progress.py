@@ -5,9 +5,11 @@ The rows are computed once here; `styrkedja status` and the artifacts show the s
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from sqlmodel import Session, select
 
@@ -62,10 +64,48 @@ class PhaseStatus:
     window: tuple[date, date]
 
 
-def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: int) -> list[PhaseStatus]:
+def phase_windows(cfg: OrgConfig, plan_year: int) -> dict[str, tuple[date, date]]:
+    """Each phase's window, from a small cache file under the application home.
+
+    Resolving the wheel needs Swedish working days, and the first `holidays.country_holidays` call
+    imports every country the package has (~250 modules, 0.5–1 s): most of `styrkedja status`'s
+    time. The cache key is the wheel's rules, the plan year, the holidays version and the date
+    rules' code, so a changed rule or a new package resolves again. A cache that cannot be read or
+    written is ignored."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    from models.db import home
+
+    calendar_py = Path(__file__).with_name("calendar.py")
+    try:
+        code = f"{calendar_py.stat().st_mtime_ns}:{calendar_py.stat().st_size}:{metadata.version('holidays')}"
+    except (OSError, metadata.PackageNotFoundError):
+        code = "unknown"
+    digest = hashlib.sha256(f"{cfg.wheel.model_dump_json()}|{plan_year}|{code}".encode()).hexdigest()[:32]
+    path = home() / "cache" / f"phase-windows-{digest}.json"
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        return {k: (date.fromisoformat(a), date.fromisoformat(b)) for k, (a, b) in raw.items()}
+    except (OSError, ValueError, TypeError):
+        pass
     from tasks.wheel import resolve_wheel
 
     wheel = resolve_wheel(cfg, plan_year)
+    windows = {p.id: wheel.phase_window(p.id) for p in cfg.wheel.phases}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({k: [a.isoformat(), b.isoformat()] for k, (a, b) in windows.items()}), "utf-8")
+        tmp.replace(path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        pass
+    return windows
+
+
+def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: int) -> list[PhaseStatus]:
+    windows = phase_windows(cfg, plan_year)
     runs = {r.phase: r for r in session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id))}
     counts: dict[str, list[int]] = {}
     for r in current_receipts(session, cycle_id):
@@ -76,9 +116,7 @@ def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: i
     for p in cfg.wheel.phases:
         run = runs.get(p.id)
         agreed, total = counts.get(p.id, [0, 0])
-        out.append(
-            PhaseStatus(p.id, p.name, run.state if run else "not started", agreed, total, wheel.phase_window(p.id))
-        )
+        out.append(PhaseStatus(p.id, p.name, run.state if run else "not started", agreed, total, windows[p.id]))
     return out
 
 
