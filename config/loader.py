@@ -15,12 +15,78 @@ from pydantic import ValidationError
 from config.schema import PHASE_IDS, OrgConfig
 from models.errors import ConfigError
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CONFIG_DIR = Path(__file__).resolve().parent
 SAMPLES = {"region": CONFIG_DIR / "region.yaml", "municipality": CONFIG_DIR / "municipality.yaml"}
 MAX_CONFIG_BYTES = 2_000_000
+# A configuration nests six levels deep; hostile nesting crashes the YAML composer (a C stack).
+MAX_NESTING = 32
+# Nodes after expanding every alias: anchors are fine, a "billion laughs" (aliases of aliases of
+# lists) is not. The samples have about 2 000 nodes.
+MAX_NODES = 200_000
 # Plan years the calendar rules are checked against: one leap year and one ordinary year.
 CHECK_YEARS = (2027, 2028)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing duplicate keys (YAML says they are an error; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (the same key twice in one mapping)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_shape(name: str, text: str) -> None:
+    """Nesting depth and size after alias expansion, from the event stream (iterative, cheap),
+    before anything builds the document."""
+    depth = 0
+    stack: list[tuple[str | None, int]] = []  # per open collection: its anchor, nodes so far
+    sizes: dict[str, int] = {}
+    total = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        count = 0
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise ConfigError(name, f"line {line}", f"nested more than {MAX_NESTING} levels deep")
+            stack.append((event.anchor, 0))
+            continue
+        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+            anchor, inner = stack.pop()
+            count = inner + 1
+            if anchor:
+                sizes[anchor] = count
+        elif isinstance(event, yaml.ScalarEvent):
+            count = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            count = sizes.get(event.anchor or "", 1)
+        else:
+            continue
+        if stack:
+            anchor, inner = stack[-1]
+            stack[-1] = (anchor, inner + count)
+        else:
+            total += count
+        if count > MAX_NODES or total > MAX_NODES or (stack and stack[-1][1] > MAX_NODES):
+            line = event.start_mark.line + 1 if event.start_mark else "?"
+            raise ConfigError(
+                name,
+                f"line {line}",
+                f"expands to more than {MAX_NODES} values (aliases of aliases, a 'billion laughs'?)",
+            )
 
 
 def default_config_path() -> Path:
@@ -81,6 +147,7 @@ def parse_config(path: Path) -> OrgConfig:
     except IsADirectoryError:
         raise ConfigError(name, "(file)", "is a folder, not a file") from None
     try:
+        _check_shape(name, raw_text)
         data = yaml.load(raw_text, Loader=_Loader)  # noqa: S506 - a safe loader, C-accelerated when available
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -168,6 +168,7 @@ def run(
         from tasks.followup_calendar import find_occasion
 
         find_occasion(cfg, y, occasion)
+    _check_templates(cfg, y, pid, occasion)
     _db()
     from flows import local_server
 
@@ -194,6 +195,22 @@ def run(
     params["wait"] = False
     result = _run_flow_reporting_user_errors(PHASE_FLOWS[pid], params)
     _print_summary([result])
+
+
+def _check_templates(cfg: Any, year: int, pid: str, occasion: str | None) -> None:
+    """The organisation's own templates (STYRKEDJA_TEMPLATE_DIR) must render before the phase
+    touches the database or writes a file: a broken one is one line and exit 2, nothing written."""
+    import os
+
+    from tasks.documents.text import TEMPLATE_DIR_ENV, check_overrides
+
+    if not os.environ.get(TEMPLATE_DIR_ENV, "").strip():
+        return
+    if pid == "follow_up" and occasion is None:
+        from tasks.followup_calendar import occasions
+
+        occasion = occasions(cfg, year)[-1].key  # what the phase does without --occasion
+    check_overrides(cfg, year, pid, occasion if pid == "follow_up" else None)
 
 
 def _run_flow_reporting_user_errors(flow_obj: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +304,8 @@ def receipt_list(
     from tasks.progress import _row
 
     cfg = _cfg(config)
+    if unit is not None and unit not in {u.id for u in cfg.units}:
+        raise UserError(f"--unit: unknown unit {unit!r}")
     _db()
     y = _year(cfg, year)
     if state is not None and state not in {s.value for s in ReceiptState}:
@@ -514,7 +533,28 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in {"--version", "-V"}:
         print("styrkedja 0.1.0")
         return
-    app()
+    sys.exit(_main_one_line_usage_errors(sys.argv[1:]))
+
+
+def _main_one_line_usage_errors(args: list[str]) -> int:
+    """Run the command line; a usage mistake (unknown option, a year that is not a number) is one
+    line and exit 2 like every other user error, instead of the framed multi-line message."""
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=args, prog_name="styrkedja", standalone_mode=False)
+    except typer.Abort:
+        err.print("interrupted")
+        return 130
+    except typer.TyperException as exc:  # Typer's own (vendored Click) usage and parameter errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `styrkedja receipt`: the help, as before
+            exc.show()  # type: ignore[attr-defined]
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        formatted = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(f"[red]error:[/red] {' '.join(formatted.split())}{where}", highlight=False, soft_wrap=True)
+        return int(getattr(exc, "exit_code", 2))
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

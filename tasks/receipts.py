@@ -187,8 +187,16 @@ class SignRequest:
     operator_reason: str | None = None  # set: an operator signs on the unit's behalf
 
 
+def _valid_id(receipt_id: int) -> int:
+    """A receipt id a database can hold; any other number names no receipt (and must not reach
+    the driver, which fails on integers beyond 64 bits)."""
+    if not 0 < receipt_id < 2**63:
+        raise NotFoundError(f"receipt: no receipt with id {receipt_id}")
+    return receipt_id
+
+
 def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receipt:
-    receipt = session.get(Receipt, req.receipt_id, with_for_update=True)
+    receipt = session.get(Receipt, _valid_id(req.receipt_id), with_for_update=True)
     if receipt is None:
         raise NotFoundError(f"receipt: no receipt with id {req.receipt_id}")
     if receipt.state not in SIGNABLE:
@@ -326,7 +334,7 @@ def gate_missing(session: Session, cycle_id: int, phase: str) -> list[str]:
 
 
 def get_receipt(session: Session, receipt_id: int) -> Receipt:
-    receipt = session.get(Receipt, receipt_id)
+    receipt = session.get(Receipt, _valid_id(receipt_id))
     if receipt is None:
         raise NotFoundError(f"receipt: no receipt with id {receipt_id}")
     return receipt

@@ -350,3 +350,41 @@ def _problem(exc: BaseException) -> str:
         return exc.message or type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# Checking organisation templates before a phase writes anything
+# ---------------------------------------------------------------------------
+
+
+def check_overrides(cfg: Any, plan_year: int, phase_id: str, occasion: str | None = None) -> int:
+    """Render, in memory, one document of every kind the phase sends when the organisation has
+    templates of its own: a template that cannot render (sandbox escape, runaway loop, output
+    bomb, undefined variable, broken markup) is refused as one `UserError` before the phase
+    sets up its cycle or writes a file. Returns the number of documents checked (0 without
+    organisation templates)."""
+    folder = override_dir()
+    if folder is None:
+        return 0
+    if not folder.is_dir():
+        raise UserError(f"{TEMPLATE_DIR_ENV}: {str(folder)!r} is not a folder")
+    if not any(folder.glob("*.j2")):
+        return 0
+    # catalog imports this module; importing it at the top would be a cycle.
+    from tasks.documents import catalog, word
+
+    checked: set[str] = set()
+    for req in catalog.documents_for_phase(cfg, plan_year, phase_id, occasion=occasion):
+        if req.kind in checked:
+            continue
+        checked.add(req.kind)
+        try:
+            exp = catalog.expected(cfg, plan_year, req)
+            if exp.markup is not None:
+                word.build_docx(exp.meta, exp.markup, exp.tables)
+        except UserError as exc:
+            if str(exc).startswith("template "):
+                raise
+            # Markup problems name a line of the rendered text: say which templates made it.
+            raise UserError(f"templates in {str(folder)!r}, document {req.kind!r}: {exc}") from None
+    return len(checked)
