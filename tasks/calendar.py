@@ -7,6 +7,7 @@ offset); relative rules take the resolved date of another rule id.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,8 +77,45 @@ def _midsummer_eve(year: int) -> date:
     return june19 + timedelta(days=(4 - june19.weekday()) % 7)
 
 
+# Bump when the table's rules below change: the cache file names carry it.
+DAYS_OFF_CACHE_VERSION = 1
+
+
 @lru_cache(maxsize=256)
 def _days_off_table(year: int) -> Mapping[date, str]:
+    """The year's days off, from a small cache file under the application home when there is one.
+
+    The `holidays` package imports every country it knows (~250 modules, 0.5–1 s) on the first
+    lookup; every command that loads a configuration resolves its dates, so without the cache each
+    start of `styrkedja status` pays for it. Keyed by the package version and DAYS_OFF_CACHE_VERSION;
+    a cache that cannot be read or written is ignored."""
+    import json
+    from importlib import metadata
+
+    from models.db import home
+
+    try:
+        version = metadata.version("holidays")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    path = home() / "cache" / f"days-off-{year}-holidays-{version}-v{DAYS_OFF_CACHE_VERSION}.json"
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        return MappingProxyType({date.fromisoformat(k): str(v) for k, v in raw.items()})
+    except (OSError, ValueError, AttributeError):
+        pass
+    table = _compute_days_off(year)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({d.isoformat(): n for d, n in table.items()}, ensure_ascii=False), "utf-8")
+        tmp.replace(path)  # atomic: a concurrent reader sees no file or the whole file
+    except OSError:
+        pass
+    return table
+
+
+def _compute_days_off(year: int) -> Mapping[date, str]:
     # include_sundays=False: the Swedish class can list every Sunday as a holiday;
     # weekends are handled explicitly in is_working_day instead.
     # DE_FACTO holds midsommarafton, julafton and nyårsafton (days off by law, SFS 1977:480).
