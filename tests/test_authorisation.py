@@ -1,0 +1,162 @@
+"""Authorisation beyond tests/test_receipts.py: one-time codes expire, a code signs only its own
+receipt, a signatory of another unit signs nothing, an operator needs a reason (also on the
+command line), and a channel password from the environment never reaches the logs, the
+database, the outbox's error text or a cycle export."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hostile import db_dump
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from config.loader import SAMPLES, load_config
+from models.db import session_scope
+from models.errors import AuthorisationError
+from models.tables import AuditEntry, Receipt, ReceiptState, utcnow
+from tasks import archive, notify
+from tasks.cycle import prepare_cycle
+from tasks.distribution import distribute
+from tasks.handoffs import handoffs_for_phase
+from tasks.notify import deliver_outbox
+from tasks.receipts import SignRequest, code_for, sign
+
+YEAR = 2028
+PHASE = "planning_prerequisites"
+SECRET = "Hemligt-Losen-7f3a9c"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("region")
+
+
+def _issue(cfg, url: str, out: Path) -> list[Receipt]:
+    cycle_id = prepare_cycle(cfg, YEAR, url)
+    distribute(cfg, cycle_id, PHASE, handoffs_for_phase(cfg, YEAR, PHASE), out, actor="test", url=url)
+    with session_scope(url) as s:
+        return list(s.exec(select(Receipt).where(Receipt.phase == PHASE).order_by(Receipt.id)))
+
+
+def _state(url: str, receipt_id: int) -> tuple:
+    with session_scope(url) as s:
+        r = s.get(Receipt, receipt_id)
+        return r.state, r.signed_by, r.code_hash
+
+
+def _refusals(url: str) -> list[AuditEntry]:
+    with session_scope(url) as s:
+        return list(s.exec(select(AuditEntry).where(AuditEntry.action.startswith("refused_"))))  # type: ignore[attr-defined]
+
+
+def test_an_expired_code_is_refused_and_audited(cfg, db_url, tmp_path):
+    r = _issue(cfg, db_url, tmp_path)[0]
+    signer = cfg.unit(r.receiver_unit).signatories[0].id
+    with session_scope(db_url) as s:
+        row = s.get(Receipt, r.id)
+        assert row.code_expires_at is not None  # every issued code has an expiry
+        # the configured validity, counted from issue
+        assert abs((row.code_expires_at - row.created_at) - timedelta(days=cfg.deadlines.code_valid_days)) < timedelta(
+            minutes=1
+        )
+        row.code_expires_at = utcnow() - timedelta(minutes=1)
+        s.add(row)
+    before = _state(db_url, r.id)
+    with pytest.raises(AuthorisationError, match="expired"):
+        sign(cfg, SignRequest(r.id, signer, code_for(r.key)), url=db_url)
+    assert _state(db_url, r.id) == before and before[0] == ReceiptState.ISSUED
+    assert [a.action for a in _refusals(db_url)] == ["refused_agreed"]
+
+
+def test_a_code_signs_only_its_own_receipt(cfg, db_url, tmp_path):
+    first, second = _issue(cfg, db_url, tmp_path)[:2]
+    assert code_for(first.key) != code_for(second.key)
+    signer = cfg.unit(second.receiver_unit).signatories[0].id
+    with pytest.raises(AuthorisationError, match="wrong one-time code"):
+        sign(cfg, SignRequest(second.id, signer, code_for(first.key)), url=db_url)
+    assert _state(db_url, second.id)[0] == ReceiptState.ISSUED
+    # its own code still works afterwards: a refused attempt does not use it up
+    assert sign(cfg, SignRequest(second.id, signer, code_for(second.key)), url=db_url).state == ReceiptState.AGREED
+
+
+def test_a_signatory_of_another_unit_cannot_sign_even_with_the_right_code(cfg, db_url, tmp_path):
+    first, second = _issue(cfg, db_url, tmp_path)[:2]
+    assert first.receiver_unit != second.receiver_unit
+    outsider = cfg.unit(second.receiver_unit).signatories[0].id
+    assert outsider not in {s.id for s in cfg.unit(first.receiver_unit).signatories}
+    with pytest.raises(AuthorisationError, match="not a signatory of the receiving unit"):
+        sign(cfg, SignRequest(first.id, outsider, code_for(first.key)), url=db_url)
+    assert _state(db_url, first.id)[0] == ReceiptState.ISSUED
+    assert len(_refusals(db_url)) == 1
+
+
+def test_operator_override_without_reason_is_refused(cfg, db_url, tmp_path):
+    r = _issue(cfg, db_url, tmp_path)[0]
+    for reason in ("", "   \n"):
+        with pytest.raises(AuthorisationError, match="reason"):
+            sign(cfg, SignRequest(r.id, actor="Eva", operator_reason=reason), url=db_url)
+    assert _state(db_url, r.id)[0] == ReceiptState.ISSUED
+
+
+def test_operator_override_without_reason_on_the_command_line(cfg, app_env, sqlite_url):
+    from flows.cli import app
+
+    r = _issue(cfg, sqlite_url, app_env / "output")[0]
+    before = db_dump(sqlite_url)
+    result = CliRunner().invoke(app, ["receipt", "sign", str(r.id), "--on-behalf", "--config", "region"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--on-behalf needs --reason" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert db_dump(sqlite_url) == before
+    done = CliRunner().invoke(
+        app, ["receipt", "sign", str(r.id), "--on-behalf", "--reason", "Ordföranden är sjuk", "--actor", "Eva"]
+    )
+    assert done.exit_code == 0, done.output
+    with session_scope(sqlite_url) as s:
+        entry = s.exec(select(AuditEntry).where(AuditEntry.action == "receipt_agreed_on_behalf")).one()
+    assert entry.actor == "Eva" and entry.reason == "Ordföranden är sjuk"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_channel_password_never_leaks(app_env, sqlite_url, monkeypatch, caplog, capfd):
+    """The password is in the environment only; the channel URL names it. Sending fails (nothing
+    listens on the port), which is where a URL would most likely end up in an error text."""
+    text = SAMPLES["region"].read_text(encoding="utf-8")
+    old = "mailto://127.0.0.1:${STYRKEDJA_SMTP_PORT}?"
+    assert old in text
+    config = app_env / "secret.yaml"
+    config.write_text(text.replace(old, "mailto://styrkedja:${HEMLIGT_LOSEN}@127.0.0.1:${STYRKEDJA_SMTP_PORT}?"))
+    monkeypatch.setenv("HEMLIGT_LOSEN", SECRET)
+    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(_closed_port()))
+    caplog.set_level(logging.DEBUG)
+    cfg = load_config(config)
+    assert SECRET not in repr(cfg)  # the configuration holds the name, not the value
+    # ... and the URL a message goes out on carries the value: there is something to leak
+    assert SECRET in notify.apprise_url(cfg.channels[0], "x@norrsjo.example")
+    _issue(cfg, sqlite_url, app_env / "output")
+    result = deliver_outbox(cfg, url=sqlite_url)
+    assert result.failed + result.retried > 0, result  # the failure path really ran
+    with session_scope(sqlite_url) as s:
+        from models.tables import Notification
+
+        errors = [n.last_error for n in s.exec(select(Notification)) if n.last_error]
+    assert errors, "no send failed: the test proves nothing"
+
+    exported = archive.export_cycle(cfg, YEAR, app_env / "export.zip")
+    with zipfile.ZipFile(exported) as zf:
+        archived = b"".join(zf.read(name) for name in zf.namelist())
+    logged = "\n".join(r.getMessage() for r in caplog.records) + capfd.readouterr().err
+    dumped = repr(db_dump(sqlite_url))
+    for where, content in (("logs", logged), ("database", dumped), ("outbox errors", "".join(errors))):
+        assert SECRET not in content, f"the password is in the {where}"
+    assert SECRET.encode() not in archived, "the password is in the export"
