@@ -146,6 +146,9 @@ def hand_up_levels(
             raise UserError(f"override: {unit!r} has no level report to hand up (levels: {', '.join(units)})")
         if not reason.strip():
             raise UserError(f"override: handing up {unit} without complete returns needs a written reason")
+    # An override, once decided, stands for the occasion: a re-run or a new version after a
+    # dispute hands the level up again with the reason recorded then.
+    overrides = _earlier_overrides(cycle_id, occasion, url) | overrides
     returns = load_returns(cycle_id, occasion.key, url)
     tree = OrgTree.from_config(cfg)
     agg = aggregate_returns(tree, returns, occasion.key, cfg.follow_up.deviation_threshold_percent)
@@ -242,6 +245,19 @@ def _handoff(cfg: OrgConfig, occasion: Occasion, unit: str) -> Handoff:
         ),
         deadline=occasion.deadline,
     )
+
+
+def _earlier_overrides(cycle_id: int, occasion: Occasion, url: str | None) -> dict[str, str]:
+    prefix = f"{occasion.key}/"
+    with session_scope(url) as session:
+        rows = session.exec(
+            select(AuditEntry.subject, AuditEntry.reason).where(
+                AuditEntry.cycle_id == cycle_id,
+                AuditEntry.action == "hand_up_overridden",
+                col(AuditEntry.subject).startswith(prefix),
+            )
+        ).all()
+    return {subject[len(prefix) :]: reason or "" for subject, reason in rows if subject}
 
 
 def _audit_override(

@@ -127,8 +127,11 @@ def hand_up_levels(
         result.receipts_issued,
         len(result.overridden),
     )
-    for unit, missing in result.waiting.items():
-        logger.warning("%s cannot hand up yet: no return from %s", unit, ", ".join(missing))
+    if result.waiting:  # normal on the first pass: the returns are not in yet
+        logger.info(
+            "Not handed up yet (returns missing): %s",
+            "; ".join(f"{u} ({', '.join(m)})" for u, m in result.waiting.items()),
+        )
     return result
 
 

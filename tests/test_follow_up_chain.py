@@ -113,7 +113,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
     os.environ |= {"STYRKEDJA_HOME": str(tmp), "STYRKEDJA_DATABASE_URL": url, "STYRKEDJA_OUTPUT": str(tmp / "out")}
     try:
         upgrade(url)
-        cfg = load_config(_trimmed_config(tmp))
+        config_path = _trimmed_config(tmp)
+        cfg = load_config(config_path)
         occasion = next(o for o in occasions(cfg, YEAR) if o.key == f"delar-{YEAR}-08-31")
         out = tmp / "out"
         cycle_id = prepare_cycle(cfg, YEAR, url)
@@ -124,7 +125,16 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
             if h.sender != MISSING:
                 _hand_in(cfg, url, out, tmp, occasion, h.sender, h.sender not in kids)
         first = hand_up_levels(cfg, cycle_id, occasion, out, actor="test", url=url)
-        yield {"cfg": cfg, "url": url, "out": out, "tmp": tmp, "occasion": occasion, "cycle": cycle_id, "first": first}
+        yield {
+            "cfg": cfg,
+            "url": url,
+            "out": out,
+            "tmp": tmp,
+            "occasion": occasion,
+            "cycle": cycle_id,
+            "first": first,
+            "config": str(config_path),
+        }
     finally:
         for k, v in saved.items():
             if v is None:
@@ -322,3 +332,23 @@ def test_annual_conclusions_reach_next_years_planeringsunderlag(chain):
     assert f"Slutsatser från årsredovisning per 31 december {YEAR}" in text
     for c in stored:
         assert c.text in text
+
+
+def test_the_follow_up_flow_runs_the_hand_up_pass(chain, prefect_api):
+    """Through the flow (no deployment, so no suspend): the gate is overridden (no activity plans
+    in this database) and so is SAO's incomplete level; a second run writes and issues nothing."""
+    from flows.follow_up import follow_up
+
+    cfg, occasion = chain["cfg"], chain["occasion"]
+    args = {"year": YEAR, "occasion": occasion.key, "config": chain["config"], "override": True, "wait": False}
+    first = follow_up(**args, reason="SAB lämnar via HTJ", override_levels=["SAO"])
+    assert first["occasion"] == occasion.key and first["levels_waiting"] == {}
+    assert set(first["level_reports"]) == set(level_units(cfg))
+    with session_scope(chain["url"]) as s:
+        before = len(s.exec(select(Receipt)).all())
+        assert s.exec(select(AuditEntry).where(AuditEntry.action == "hand_up_overridden")).first() is not None
+    again = follow_up(**args, reason="test")
+    assert set(again["level_reports"]) == set(level_units(cfg)) and again["levels_waiting"] == {}
+    assert (again["level_reports_rendered"], again["receipts_issued"]) == (0, 0)
+    with session_scope(chain["url"]) as s:
+        assert len(s.exec(select(Receipt)).all()) == before  # nothing issued twice
