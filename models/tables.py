@@ -257,8 +257,8 @@ class RaisedIssue(SQLModel, table=True):
     """An item a unit raised to the next level in a follow-up ("Vad lyfter vi till nästa nivå?").
 
     Open until a level acts on it; until then it appears in the report of every level on its way
-    up, in this occasion and in the later occasions of the cycle. `key` is cycle/occasion/origin/
-    digest of the normalised text, so re-running an occasion records it once."""
+    up, in this occasion and in the later occasions of the cycle. `key` is organisation/year/
+    occasion/origin/digest of the normalised text, so re-running an occasion records it once."""
 
     __table_args__ = (Index("ix_raisedissue_cycle_state", "cycle_id", "state"),)
 

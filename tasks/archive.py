@@ -45,6 +45,7 @@ from models.errors import UserError
 from models.migrate import HEAD, upgrade
 from models.tables import (
     AuditEntry,
+    Conclusion,
     Cycle,
     Document,
     Goal,
@@ -53,6 +54,7 @@ from models.tables import (
     Milestone,
     Notification,
     PhaseRun,
+    RaisedIssue,
     Receipt,
     Signatory,
     Submission,
@@ -80,6 +82,8 @@ MODELS: list[type[SQLModel]] = [
     Submission,
     Notification,
     AuditEntry,
+    RaisedIssue,
+    Conclusion,
 ]
 TABLES = [m.__tablename__ for m in MODELS]  # type: ignore[attr-defined]
 # Already compressed (docx and xlsx are zip files): stored as they are.

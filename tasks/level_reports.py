@@ -287,9 +287,11 @@ def _audit_override(
 # ---------------------------------------------------------------------------------------------
 
 
-def _issue_key(cycle_id: int, occasion_key: str, origin: str, text_: str) -> str:
+def _issue_key(org_id: str, year: int, occasion_key: str, origin: str, text_: str) -> str:
+    """Organisation and year rather than the cycle's id, like receipt keys: a cycle imported into
+    another database keeps its keys."""
     digest = hashlib.sha256(normalise(text_).encode()).hexdigest()[:16]
-    return f"{cycle_id}/{occasion_key}/{origin}/{digest}"
+    return f"{org_id}/{year}/{occasion_key}/{origin}/{digest}"
 
 
 def sync_raised_issues(
@@ -314,9 +316,11 @@ def sync_raised_issues(
 
     def work(session: Session) -> list[IssueView]:
         rows = {r.key: r for r in session.exec(select(RaisedIssue).where(RaisedIssue.cycle_id == cycle_id))}
+        cycle = session.get(Cycle, cycle_id)
+        assert cycle is not None
         now = utcnow()
         for (origin, _), (text_, path, acted_by) in found.items():
-            key = _issue_key(cycle_id, occasion.key, origin, text_)
+            key = _issue_key(cycle.organisation_id, cycle.year, occasion.key, origin, text_)
             row = rows.get(key)
             if row is None:
                 row = RaisedIssue(

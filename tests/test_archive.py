@@ -28,6 +28,7 @@ from models.errors import UserError
 from models.migrate import upgrade
 from models.tables import (
     AuditEntry,
+    Conclusion,
     Cycle,
     Document,
     Goal,
@@ -37,6 +38,7 @@ from models.tables import (
     Notification,
     NotificationState,
     PhaseRun,
+    RaisedIssue,
     Receipt,
     ReceiptState,
     Signatory,
@@ -128,6 +130,8 @@ def source(cfg, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Pa
         sent.state, sent.sent_at, sent.attempts = NotificationState.SENT, utcnow(), 1
         failed.state, failed.attempts, failed.last_error = NotificationState.FAILED, 5, "SMTP 550: mailbox unavailable"
         s.add_all([sent, failed])
+        s.add(RaisedIssue(key=f"{cycle_id}/x", cycle_id=cycle_id, occasion_key="x", origin_unit="NSH", text="Fråga"))
+        s.add(Conclusion(cycle_id=cycle_id, key="x/1", occasion_key="x", position=1, topic="Mål", text="Slutsats"))
     states = {r.state for r in _receipts(url, pf)}
     assert states == {ReceiptState.SUPERSEDED, ReceiptState.AGREED, ReceiptState.ACKNOWLEDGED, ReceiptState.ISSUED}
     path = archive.export_cycle(cfg, YEAR, folder, url, output_root=out)
@@ -171,7 +175,7 @@ def _snapshot(url: str, org: str, year: int = YEAR) -> dict[str, list[str]]:
             "cycle": [canon(cycle)],
             **{
                 m.__tablename__: rows(m, m.cycle_id == cycle.id)  # type: ignore[attr-defined]
-                for m in (PhaseRun, Milestone, Meeting, Goal, Document, Receipt, AuditEntry)
+                for m in (PhaseRun, Milestone, Meeting, Goal, Document, Receipt, AuditEntry, RaisedIssue, Conclusion)
             },
             "indicator": rows(Indicator, Indicator.goal_id.in_(list(goals))),  # type: ignore[attr-defined]
             "submission": rows(Submission, Submission.document_id.in_(list(docs))),  # type: ignore[attr-defined]
