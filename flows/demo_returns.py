@@ -25,7 +25,7 @@ from sqlmodel import select
 
 from config.loader import load_config
 from models.db import output_root, session_scope
-from models.tables import Document
+from models.tables import Document, Receipt, ReceiptState
 from tasks.aggregation import OrgTree
 from tasks.documents import catalog, word
 from tasks.documents.content import FOLLOW_UP_ROWS
@@ -115,13 +115,29 @@ def hand_in(config: str, year: int, occasion_key: str, units: Sequence[str], fol
 def hand_in_all(config: str, year: int, occasion_key: str, folder: Path, workers: int = 2) -> int:
     """Every unit's return, in `workers` processes (filling and reading back is CPU-bound)."""
     cfg = load_config(config)
-    units = list(plan(cfg))
+    waiting = _not_returned(occasion_key)
+    units = [u for u in plan(cfg) if u in waiting]  # a second demonstration run hands in nothing twice
+    if not units:
+        return 0
     chunks = [units[i::workers] for i in range(workers)]
     # forkserver: the demo process has threads (the mail server, the progress bar).
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(hand_in, config, year, occasion_key, c, str(folder)) for c in chunks if c]
         return sum(f.result() for f in futures)
+
+
+def _not_returned(occasion_key: str) -> set[str]:
+    """Units whose follow-up receipt of the occasion still waits for their return."""
+    with session_scope() as s:
+        rows = s.exec(
+            select(Receipt.sender_unit).where(
+                Receipt.phase == "follow_up",
+                Receipt.topic == f"uppfoljning-{occasion_key}",
+                Receipt.state == ReceiptState.ISSUED,
+            )
+        ).all()
+    return set(rows)
 
 
 def _fill_workbook(src: Path, dst: Path, unit: str, what: dict[str, Any]) -> None:
