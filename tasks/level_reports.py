@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -428,7 +428,6 @@ class _ReportData:
     tables: dict[str, TableData]
     sheets: list[SheetSpec]
     instructions: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _report_data(
@@ -866,17 +865,3 @@ def with_conclusions(cfg: OrgConfig, plan_year: int, handoffs: list[Handoff], ur
         )
         out.append(Handoff(h.topic, h.direction, h.sender, h.receiver, docs, h.purpose, h.deadline))
     return out
-
-
-__all__ = [
-    "FIGURES",
-    "REPORT",
-    "HandUpResult",
-    "IssueView",
-    "act_on_issue",
-    "conclusions_for_next_cycle",
-    "hand_up_levels",
-    "level_units",
-    "refusal",
-    "with_conclusions",
-]
