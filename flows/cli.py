@@ -145,6 +145,13 @@ def run(
     ] = None,
     override: Annotated[bool, typer.Option(help="Start although the previous phase's receipts are missing.")] = False,
     reason: Annotated[str, typer.Option(help="Why the override is needed; written to the audit log.")] = "",
+    override_level: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Follow-up: a level (unit id) that hands its report up although returns from below are "
+            "missing; repeatable; needs --reason (audited)."
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Through a deployment: suspend until all receipts are signed.")] = True,
     local: Annotated[bool, typer.Option(help="Run in this process instead of through the served deployment.")] = False,
     actor: Annotated[str, typer.Option(help="Who triggers the phase (audit log).")] = "ekonomistaben",
@@ -163,6 +170,15 @@ def run(
         raise UserError('--override needs --reason "..." saying why')
     if pid != "follow_up" and occasion:
         raise UserError(f"--occasion: only the follow-up phase has occasions (phase: {phase})")
+    if override_level:
+        if pid != "follow_up":
+            raise UserError(f"--override-level: only the follow-up phase hands level reports up (phase: {phase})")
+        if not reason.strip():
+            raise UserError('--override-level needs --reason "..." saying why')
+        known = {u.id for u in cfg.units}
+        for level in override_level:
+            if level not in known:
+                raise UserError(f"--override-level: unknown unit {level!r}")
     y = _year(cfg, year)
     if occasion:
         from tasks.followup_calendar import find_occasion
@@ -182,6 +198,7 @@ def run(
     }
     if pid == "follow_up":
         params["occasion"] = occasion
+        params["override_levels"] = override_level or None
     if not local and local_server.is_healthy() and local_server.deployments_registered():
         from prefect.deployments import run_deployment
 
@@ -519,10 +536,10 @@ def init_db() -> None:
 
 
 def _register_extensions() -> None:
-    """Commands that live in their own modules: returns, calendars and deadlines, archives."""
-    from flows import cli_archive, cli_calendar, cli_returns
+    """Commands that live in their own modules: returns, calendars and deadlines, archives, raised items."""
+    from flows import cli_archive, cli_calendar, cli_followup, cli_returns
 
-    for module in (cli_returns, cli_calendar, cli_archive):
+    for module in (cli_returns, cli_calendar, cli_archive, cli_followup):
         module.register(app)
 
 

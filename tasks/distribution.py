@@ -66,7 +66,7 @@ def distribute(
     rendered = render_batch(cfg, cycle.year, missing, out_root)
 
     def record(session: Session) -> tuple[int, int]:
-        docs = _record_documents(session, cycle_id, rendered)
+        docs = record_documents(session, cycle_id, rendered)
         issued = queued = 0
         for p in to_issue:
             main_key = doc_key(cfg, cycle.year, _versioned(p)[0])
@@ -87,7 +87,7 @@ def distribute(
     )
 
 
-def _record_documents(session: Session, cycle_id: int, rendered: list[RenderedDoc]) -> dict[str, Document]:
+def record_documents(session: Session, cycle_id: int, rendered: list[RenderedDoc]) -> dict[str, Document]:
     keys = [r.doc_key for r in rendered]
     existing = {d.key: d for d in session.exec(select(Document).where(Document.key.in_(keys)))} if keys else {}  # type: ignore[attr-defined]
     out: dict[str, Document] = {}

@@ -47,7 +47,7 @@ from tasks.aggregation import (
 )
 from tasks.audit import audit
 from tasks.calendar import today_stockholm
-from tasks.distribution import _record_documents
+from tasks.distribution import record_documents
 from tasks.documents import excel, text, word
 from tasks.documents.catalog import doc_key, file_name
 from tasks.documents.content import TRAFFIC_LIGHTS, YES_NO
@@ -200,7 +200,7 @@ def hand_up_levels(
     conclusions = top_conclusions(cfg, cyc, agg, occasion, issues, returns) if top_rendered else []
 
     def record(session: Session) -> tuple[int, int]:
-        docs = _record_documents(session, cycle_id, rendered)
+        docs = record_documents(session, cycle_id, rendered)
         issued = queued = 0
         for unit in overridden:
             _audit_override(session, cycle_id, occasion, unit, overrides[unit], agg[unit].completeness.missing, actor)
@@ -865,3 +865,20 @@ def with_conclusions(cfg: OrgConfig, plan_year: int, handoffs: list[Handoff], ur
         )
         out.append(Handoff(h.topic, h.direction, h.sender, h.receiver, docs, h.purpose, h.deadline))
     return out
+
+
+def list_issues(
+    cfg: OrgConfig, year: int, *, unit: str | None = None, open_only: bool = True, url: str | None = None
+) -> list[IssueView]:
+    """The items raised in a plan year's follow-up, oldest first; with `unit`, those that reached it."""
+    from tasks.cycle import get_cycle
+
+    with session_scope(url) as session:
+        cycle = get_cycle(session, cfg, year)
+        if cycle is None:
+            raise UserError(f"--year: no cycle for {year}")
+        q = select(RaisedIssue).where(RaisedIssue.cycle_id == cycle.id)
+        if open_only:
+            q = q.where(RaisedIssue.state != ACTED_ON)
+        views = [_view(r) for r in session.exec(q.order_by(RaisedIssue.id))]
+    return [v for v in views if unit is None or unit in v.path]

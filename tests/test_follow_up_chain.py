@@ -352,3 +352,65 @@ def test_the_follow_up_flow_runs_the_hand_up_pass(chain, prefect_api):
     assert (again["level_reports_rendered"], again["receipts_issued"]) == (0, 0)
     with session_scope(chain["url"]) as s:
         assert len(s.exec(select(Receipt)).all()) == before  # nothing issued twice
+
+
+def test_command_line_lists_raised_items_and_records_an_action(chain):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    conf = ["--config", chain["config"], "--year", str(YEAR)]
+    listed = runner.invoke(app, ["items", "list", "--all", *conf])
+    assert listed.exit_code == 0, listed.output
+    for text in RAISES.values():
+        assert text in listed.output
+
+    with session_scope(chain["url"]) as s:
+        open_rows = [r for r in s.exec(select(RaisedIssue).where(RaisedIssue.state == "open")) if len(r.path) > 1]
+    assert open_rows, "the fixture leaves at least one item open"
+    item = open_rows[0]
+    level = item.path[-1]
+    acted = runner.invoke(
+        app, ["items", "act", str(item.id), "--unit", level, "--action", "Tas upp i budgetberedningen.", *conf[:2]]
+    )
+    assert acted.exit_code == 0, acted.output
+    with session_scope(chain["url"]) as s:
+        row = s.get(RaisedIssue, item.id)
+        entry = s.exec(select(AuditEntry).where(AuditEntry.action == "raised_item_acted_on")).all()
+    assert row is not None and row.state == "acted_on" and row.acted_by_unit == level
+    assert any(e.subject == item.key and e.reason == "Tas upp i budgetberedningen." for e in entry)
+    still_open = runner.invoke(app, ["items", "list", *conf])
+    assert item.text not in still_open.output
+
+    again = runner.invoke(app, ["items", "act", str(item.id), "--unit", level, "--action", "x", *conf[:2]])
+    assert again.exit_code == 2 and "already acted on" in again.output and "Traceback" not in again.output
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["run", "follow-up", "--override-level", "SAO"], "--override-level needs --reason"),
+        (["run", "follow-up", "--override-level", "NOPE", "--reason", "r"], "unknown unit 'NOPE'"),
+        (["run", "preparation", "--override-level", "SAO", "--reason", "r"], "only the follow-up phase"),
+        (["items", "act", "1", "--unit", "NOPE", "--action", "x"], "unknown unit 'NOPE'"),
+    ],
+)
+def test_command_line_refuses_bad_level_arguments(chain, args, says):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    before = _row_counts(chain["url"])
+    result = CliRunner().invoke(app, [*args, "--config", chain["config"]])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert _row_counts(chain["url"]) == before
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import func
+    from sqlmodel import SQLModel
+
+    with session_scope(url) as s:
+        return {t.name: s.exec(select(func.count()).select_from(t)).one() for t in SQLModel.metadata.sorted_tables}
