@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
@@ -107,11 +108,17 @@ def phase_windows(cfg: OrgConfig, plan_year: int) -> dict[str, tuple[date, date]
 def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: int) -> list[PhaseStatus]:
     windows = phase_windows(cfg, plan_year)
     runs = {r.phase: r for r in session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id))}
+    # Counted by the database: a large region's cycle has thousands of receipts, none needed as objects.
     counts: dict[str, list[int]] = {}
-    for r in current_receipts(session, cycle_id):
-        c = counts.setdefault(r.phase, [0, 0])
-        c[1] += 1
-        c[0] += r.state == ReceiptState.AGREED
+    rows = session.exec(
+        select(Receipt.phase, Receipt.state, func.count())
+        .where(Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED)
+        .group_by(Receipt.phase, Receipt.state)
+    )
+    for phase, state, n in rows:
+        c = counts.setdefault(phase, [0, 0])
+        c[1] += n
+        c[0] += n if state == ReceiptState.AGREED else 0
     out = []
     for p in cfg.wheel.phases:
         run = runs.get(p.id)
