@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
+from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 
 from config.loader import load_config
@@ -73,7 +74,12 @@ def run_phase(
     if key is not None and wait and _can_suspend():
         mark_waiting(cycle_id, phase)
         logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)
-        resumed: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=key)
+        crash_point("at_suspend")  # marked waiting, not yet suspended on the server
+        try:
+            resumed: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=key)
+        except Pause:
+            crash_point("after_suspend")  # suspended on the server, this process not yet gone
+            raise
         # Here only when this key was already resumed: by the last signature, or by an operator.
         _, agreed, total = wait_state(cycle_id, phase)
         if agreed < total:
