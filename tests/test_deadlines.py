@@ -630,6 +630,10 @@ def log_lines() -> Iterator[list[str]]:
     """Every log line of the run, formatted, from Prefect's loggers and ours. A handler on the
     loggers themselves: Prefect's console handler may still write to a stream an earlier test
     captured, so reading stdout would depend on test order."""
+    # The first `from prefect import flow` of a process configures Prefect's logging (dictConfig),
+    # which drops handlers added before it: let that happen now, not in the middle of the test.
+    import prefect.main  # noqa: F401
+
     lines: list[str] = []
 
     class Collect(logging.Handler):
