@@ -5,7 +5,9 @@ Every problem becomes a `ConfigError` with one line naming the file, the field a
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 from functools import lru_cache
 from pathlib import Path
 
@@ -131,6 +133,70 @@ def _load_cached(path: str, _mtime: float) -> OrgConfig:
 
 
 def parse_config(path: Path) -> OrgConfig:
+    """Parse and validate a configuration; a file validated before (same bytes, same path, same
+    code) comes from the validated-configuration cache instead (see `_cache_path`)."""
+    cache = _cache_path(path)
+    if cache is not None:
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
+    cfg = _parse_config(path)
+    if cache is not None:
+        _write_cache(cache, cfg)
+    return cfg
+
+
+# The code that validates a configuration: a change to any of these files invalidates the cache.
+_VALIDATING_SOURCES = ("config/schema.py", "config/loader.py", "tasks/calendar.py", "tasks/wheel.py")
+
+
+@lru_cache(maxsize=1)
+def _code_stamp() -> bytes:
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for rel in _VALIDATING_SOURCES:
+        try:
+            digest.update((root / rel).read_bytes())
+        except OSError:
+            digest.update(rel.encode())
+    return digest.digest()
+
+
+def _cache_path(path: Path) -> Path | None:
+    """Parsing and checking a large organisation (4,000 units: ~1 MB of YAML, every date rule for
+    two years) takes seconds, and every command starts with it. The validated model is kept under
+    the application home, keyed by the file's bytes, its path and the validating code, so an edit
+    of either means a full validation again. Only files that validated are cached."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(_code_stamp() + str(path.resolve()).encode() + b"\0" + raw).hexdigest()
+    home = Path(os.environ.get("STYRKEDJA_HOME") or Path(__file__).resolve().parent.parent / "var")
+    return home / "cache" / "config" / f"{key}.pickle"
+
+
+def _read_cache(cache: Path) -> OrgConfig | None:
+    try:
+        cfg = pickle.loads(cache.read_bytes())  # noqa: S301 - written by this program under its own home
+    except Exception:  # a missing, truncated or stale cache is only a cache miss
+        return None
+    return cfg if isinstance(cfg, OrgConfig) else None
+
+
+def _write_cache(cache: Path, cfg: OrgConfig) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, cache)  # atomic: a reader sees the old file or the whole new one
+    except OSError:
+        pass  # read-only home: validate every time
+
+
+def _parse_config(path: Path) -> OrgConfig:
     name = str(path)
     try:
         size = path.stat().st_size

@@ -595,3 +595,29 @@ def test_milestone_id_shadowing_a_phase_window(tmp_path: Path) -> None:
 def test_unreadable_annual_report_rule(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, mutated(REGION, lambda d: d["follow_up"].update(annual_report="31 Decmber")))
     assert_names(config_error(path), path, "follow_up.annual_report", "'31 Decmber'")
+
+
+def test_validated_configuration_cache_is_keyed_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validated file is read back from the cache; an edit (even a broken one) is validated again."""
+    monkeypatch.setenv("STYRKEDJA_HOME", str(tmp_path / "home"))
+    path = write_yaml(tmp_path, mutated(REGION, lambda d: None), name="org.yaml")
+    first = parse_config(path)
+    cached = list((tmp_path / "home" / "cache" / "config").glob("*.pickle"))
+    assert len(cached) == 1
+    assert parse_config(path) == first  # from the cache: same model
+
+    data = mutated(REGION, lambda d: d["organisation"].update(name="Region Ny"))
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert parse_config(path).organisation.name == "Region Ny"
+    assert len(list((tmp_path / "home" / "cache" / "config").glob("*.pickle"))) == 2
+
+    broken = mutated(REGION, lambda d: d["units"][0].update(parent="NOPE"))
+    path.write_text(yaml.safe_dump(broken, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert "NOPE" in str(config_error(path))
+    assert len(list((tmp_path / "home" / "cache" / "config").glob("*.pickle"))) == 2  # refused: not cached
+
+    # A damaged cache file is only a miss.
+    for f in (tmp_path / "home" / "cache" / "config").glob("*.pickle"):
+        f.write_bytes(b"not a pickle")
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert parse_config(path).organisation.name == "Region Ny"

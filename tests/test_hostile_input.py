@@ -107,7 +107,9 @@ def _run_case(case: Case, seeded: Seeded, folder: Path) -> Outcome:
     url = f"sqlite:///{db}"
     dump = db_dump(url)
     get_engine(url).dispose()
-    written = tree(folder / "home") | tree(folder / "output")
+    # home/cache holds the program's own caches (a validated configuration, days off), never data.
+    written = {k: v for k, v in tree(folder / "home").items() if not k.startswith("cache/")}
+    written |= tree(folder / "output")
     written |= {f"inputs/{k}": v for k, v in tree(inputs).items() if before_inputs.get(k) != v}
     return Outcome(args, proc.returncode, proc.stdout, proc.stderr, dump, written, seconds)
 
