@@ -160,3 +160,30 @@ def test_a_channel_password_never_leaks(app_env, sqlite_url, monkeypatch, caplog
     for where, content in (("logs", logged), ("database", dumped), ("outbox errors", "".join(errors))):
         assert SECRET not in content, f"the password is in the {where}"
     assert SECRET.encode() not in archived, "the password is in the export"
+
+
+def test_stored_code_hashes_need_the_secret_key_and_old_hashes_still_sign(cfg, db_url, tmp_path, monkeypatch):
+    import hashlib
+
+    from tasks import receipts
+
+    first, second = _issue(cfg, db_url, tmp_path)[:2]
+    code = code_for(first.key)
+    assert code not in first.code_hash and first.code_hash.startswith("h1$")
+    # Under another secret key the same code hashes differently: the database alone gives nothing away.
+    with monkeypatch.context() as m:
+        m.setenv("STYRKEDJA_SECRET_KEY", "another-secret")
+        assert receipts._hash_code(first.key, code) != first.code_hash
+
+    # A receipt stored before the HMAC scheme keeps its PBKDF2 hash and still signs with its code.
+    legacy = hashlib.pbkdf2_hmac("sha256", code_for(second.key).encode(), second.key.encode(), 20_000).hex()
+    with session_scope(db_url) as s:
+        row = s.get(Receipt, second.id)
+        row.code_hash = legacy
+        s.add(row)
+    signer = cfg.unit(second.receiver_unit).signatories[0].id
+    with pytest.raises(AuthorisationError):
+        sign(cfg, SignRequest(second.id, signer, code_for(first.key)), url=db_url)
+    sign(cfg, SignRequest(second.id, signer, code_for(second.key).lower()), url=db_url)
+    state, signed_by, _ = _state(db_url, second.id)
+    assert state == ReceiptState.AGREED and signed_by.startswith(cfg.unit(second.receiver_unit).signatories[0].name)
