@@ -75,14 +75,28 @@ def resume_if_ready(
     else:
         reason = "En kvittens bestreds; en ny version ska skickas"
     resumed = _resume(flow_run_id, {"reason": reason, "resumed_by": actor}, wait_s)
+    if resumed is None:
+        resumed = _restart_crashed(flow_run_id)
+        if resumed:
+            with session_scope() as session:
+                audit(
+                    session,
+                    actor=actor,
+                    action="phase_restarted_after_crash",
+                    cycle_id=cycle_id,
+                    phase=phase,
+                    reason=f"the suspended run {flow_run_id} had crashed; {reason}",
+                )
+        return resumed  # an override is not carried over: the new run waits for what is still missing
     if resumed and force_reason:
         with session_scope() as session:
             audit(session, actor=actor, action="phase_resumed_override", cycle_id=cycle_id, phase=phase, reason=reason)
     return resumed
 
 
-def _resume(flow_run_id: str, run_input: dict[str, str], wait_s: float) -> bool:
-    """The run may not have reached its suspended state yet: wait for it, briefly."""
+def _resume(flow_run_id: str, run_input: dict[str, str], wait_s: float) -> bool | None:
+    """The run may not have reached its suspended state yet: wait for it, briefly. None when the
+    run crashed instead (its process was killed around the suspend)."""
     from uuid import UUID
 
     from prefect import get_client
@@ -94,8 +108,32 @@ def _resume(flow_run_id: str, run_input: dict[str, str], wait_s: float) -> bool:
             if state is not None and state.type == StateType.PAUSED:
                 resume_flow_run(UUID(flow_run_id), run_input=run_input)
                 return True
+            if state is not None and state.type == StateType.CRASHED:
+                return None
             if state is not None and state.is_final():
                 return False
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.5)
+
+
+def _restart_crashed(flow_run_id: str) -> bool:
+    """A phase marked waiting whose suspended run crashed (killed at or just after the suspend:
+    Prefect lets Crashed replace Suspended) would otherwise wait for ever. Start the phase again
+    from its deployment with the same parameters: the new run finds every document, receipt and
+    notification already there, creates nothing twice, and completes or suspends as the receipts
+    say. Only for deployment runs; a cancelled run was stopped on purpose and stays stopped."""
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        crashed = client.read_flow_run(UUID(flow_run_id))
+        if crashed.deployment_id is None:
+            return False
+        # Keyed by the crashed run: two signatures (or a signature and the deadline watch) at once
+        # start one new run, not two.
+        client.create_flow_run_from_deployment(
+            crashed.deployment_id, parameters=dict(crashed.parameters), idempotency_key=f"restart-{flow_run_id}"
+        )
+    return True

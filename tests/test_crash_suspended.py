@@ -7,8 +7,9 @@ document, receipt and notification exactly once and nothing missing.
   The run is lost (Prefect marks it crashed): the operator runs the phase again before anyone
   signs; it creates nothing twice and suspends, and the last signature resumes it.
 - after_suspend: killed after the server accepted the suspension, before the process exited. The
-  runner still reports the run crashed, so this too is lost; here everyone signs first (the last
-  signature has nothing to resume) and the operator's re-run then completes the phase.
+  runner still reports the run crashed, so this too is lost; here everyone signs first, and the last
+  signature finds the run crashed and starts the phase again from its deployment (audited, once
+  however many callers), which creates nothing twice and completes.
 - serve_killed: the serving process (with everything it started) is killed while the phase is
   suspended. The suspended run survives on the server; the last signature resumes it.
 """
@@ -154,11 +155,22 @@ def test_killed_while_suspended_completes_exactly_once(
             sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
             resumed = resume_if_ready(r.cycle_id, PHASE, "test", wait_s=0)
         if fault == "after_suspend":
-            # Everyone signed while the run was gone: the last signature has nothing to resume and the
-            # phase still shows waiting; the operator's re-run completes it without suspending.
-            assert not resumed and run_state(first) == StateType.CRASHED
-            assert _phase_run().state == "waiting"
-            run = _trigger()
+            # Everyone signed while the run was gone: the last signature finds it crashed and starts the
+            # phase again from its deployment (audited); the new run creates nothing and completes.
+            assert resumed and run_state(first) == StateType.CRASHED
+            # A second caller (the deadline watch, another signature) starts no second run: the final
+            # check below finds exactly the crashed run and one new one.
+            resume_if_ready(after_crash[0].cycle_id, PHASE, "watch", wait_s=0)
+            run = wait_for(
+                lambda: next((r.id for r in _deployment_runs() if r.id not in earlier and r.id != first), None),
+                60,
+                "the phase to be started again",
+                log,
+                first,
+            )
+            with session_scope() as s:
+                restarts = s.exec(select(AuditEntry).where(AuditEntry.action == "phase_restarted_after_crash")).all()
+            assert len(restarts) >= 1 and str(first) in (restarts[0].reason or "")
         else:
             assert resumed, f"the last signature did not resume the run (state {run_state(run)})"
         wait_for(lambda: run_state(run) == StateType.COMPLETED, 180, "the phase to complete", log, run)
