@@ -366,10 +366,22 @@ def test_command_line_lists_raised_items_and_records_an_action(chain):
     for text in RAISES.values():
         assert text in listed.output
 
+    # An item of its own, open and on its way up (the other tests act on the fixture's items).
     with session_scope(chain["url"]) as s:
-        open_rows = [r for r in s.exec(select(RaisedIssue).where(RaisedIssue.state == "open")) if len(r.path) > 1]
-    assert open_rows, "the fixture leaves at least one item open"
-    item = open_rows[0]
+        s.add(
+            RaisedIssue(
+                key=f"test/cli/{YEAR}/GPA/lokaler",
+                cycle_id=chain["cycle"],
+                occasion_key=chain["occasion"].key,
+                origin_unit="GPA",
+                text="Lokalerna i Gårdsvik räcker inte",
+                path=["GPA", "SSB"],
+            )
+        )
+    with session_scope(chain["url"]) as s:
+        item = s.exec(select(RaisedIssue).where(RaisedIssue.key == f"test/cli/{YEAR}/GPA/lokaler")).one()
+    listed_open = runner.invoke(app, ["items", "list", "--unit", "SSB", *conf])
+    assert listed_open.exit_code == 0 and item.text in listed_open.output, listed_open.output
     level = item.path[-1]
     acted = runner.invoke(
         app, ["items", "act", str(item.id), "--unit", level, "--action", "Tas upp i budgetberedningen.", *conf[:2]]
