@@ -33,7 +33,7 @@ libreoffice:
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    libreoffice-writer libreoffice-calc >/dev/null; }
 
-# Two workers, one per core: most tests wait on a Prefect API, a server process or a database.
+# Two workers, one per core (the suite is CPU-bound: a third worker only adds a Prefect server).
 # Files go whole to one worker so module fixtures (rendered cycles) are built once.
 TEST_WORKERS ?= 2
 test: install libreoffice

@@ -40,7 +40,8 @@ def prefect_api() -> Iterator[None]:
     """A real Prefect API (temporary SQLite server); ~14 s to start, so once per session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # Generous: with several test workers on two cores, servers start while other tests run.
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
@@ -116,3 +117,10 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) ->
     monkeypatch.setenv("STYRKEDJA_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("STYRKEDJA_OUTPUT", str(tmp_path / "output"))
     return tmp_path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with slow tests first: with whole files per worker (`--dist loadfile`) a long file
+    handed out last keeps one worker busy while the others are idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept
