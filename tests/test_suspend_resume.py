@@ -5,18 +5,14 @@ run → the next phase's gate opens."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
+from prefect_server import children, deployed, run_state, start_serving, stop, wait_for
 from sqlmodel import select
 
 from config.loader import load_config
@@ -27,77 +23,12 @@ from tasks.receipts import SignRequest, code_for, dispute, gate_missing, sign
 from tasks.waiting import resume_if_ready
 
 YEAR = 2030
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def _start_serving(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-def _wait_for(predicate, timeout: float, what: str, log: Path, run_id: UUID | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    state = ""
-    if run_id is not None:
-        with get_client(sync_client=True) as client:
-            st = client.read_flow_run(run_id).state
-        state = f" (flow run state: {st.type.value if st else None} {st.name if st else ''} {st.message if st else ''})"
-    raise AssertionError(f"timed out waiting for {what}{state}\n--- serve log ---\n{tail}")
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is pid (the flow runs a serving process started)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
-def _state(flow_run_id: UUID) -> StateType | None:
-    with get_client(sync_client=True) as client:
-        st = client.read_flow_run(flow_run_id).state
-    return st.type if st else None
 
 
 def _receipts(phase: str) -> list[Receipt]:
     with session_scope() as s:
         return list(s.exec(select(Receipt).where(Receipt.phase == phase).order_by(Receipt.id)))
-
-
-def _deployed() -> bool:
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_deployment_by_name("sign-receipt/sign-receipt")
-            return True
-        except Exception:
-            return False
 
 
 def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api, app_env: Path):
@@ -113,15 +44,15 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
     for r in _receipts("preparation"):
         sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
 
-    serving = _start_serving(env, log)
+    serving = start_serving(env, log)
     try:
-        _wait_for(_deployed, 90, "deployments to register", log)
+        wait_for(deployed, 90, "deployments to register", log)
         fr = run_deployment(
             deployment_name(PHASE_FLOWS["planning_prerequisites"]),
             parameters={"year": YEAR, "config": "region"},
             timeout=0,
         )
-        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend", log)
+        wait_for(lambda: run_state(fr.id) == StateType.PAUSED, 120, "the phase to suspend", log)
         rows = _receipts("planning_prerequisites")
         assert len(rows) == len(cfg.committees()) and all(r.state == ReceiptState.ISSUED for r in rows)
         with session_scope() as s:
@@ -133,28 +64,28 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         signer = cfg.unit(first.receiver_unit).signatories[0].id
         dispute(cfg, SignRequest(first.id, signer, code_for(first.key), comment="Ramen 2031 saknas."))
         assert resume_if_ready(first.cycle_id, "planning_prerequisites", "test")
-        v2 = _wait_for(
+        v2 = wait_for(
             lambda: next((r for r in _receipts("planning_prerequisites") if r.supersedes_id == first.id), None),
             120,
             "version 2 to be issued",
             log,
         )
-        _wait_for(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log, fr.id)
+        wait_for(lambda: run_state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log, fr.id)
         # The suspended run's process exits just after reporting PAUSED; a SIGTERM before then would
         # reach a flow process rather than an idle runner, which is a different scenario.
-        _wait_for(lambda: not _children(serving.pid), 30, "the suspended run's process to exit", log)
+        wait_for(lambda: not children(serving.pid), 30, "the suspended run's process to exit", log)
 
         # The serving process goes away while the phase is suspended, and comes back.
-        _stop(serving)
-        serving = _start_serving(env, log)
-        _wait_for(_deployed, 90, "deployments to register again", log)
+        stop(serving)
+        serving = start_serving(env, log)
+        wait_for(deployed, 90, "deployments to register again", log)
 
         for r in _receipts("planning_prerequisites"):
             if r.state == ReceiptState.ISSUED:
                 sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
                 resumed = resume_if_ready(r.cycle_id, "planning_prerequisites", "test", wait_s=0)
-        assert resumed, f"the last signature did not resume the run (state {_state(fr.id)})"
-        _wait_for(lambda: _state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log, fr.id)
+        assert resumed, f"the last signature did not resume the run (state {run_state(fr.id)})"
+        wait_for(lambda: run_state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log, fr.id)
 
         rows = _receipts("planning_prerequisites")
         assert sum(r.state == ReceiptState.SUPERSEDED for r in rows) == 1
@@ -176,10 +107,10 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         fb = run_deployment(
             deployment_name(PHASE_FLOWS["committee_feedback"]), parameters={"year": YEAR, "config": "region"}, timeout=0
         )
-        _wait_for(lambda: _state(fb.id) == StateType.PAUSED, 120, "committee feedback to suspend", log)
+        wait_for(lambda: run_state(fb.id) == StateType.PAUSED, 120, "committee feedback to suspend", log)
         reason = "Återkopplingen lämnades muntligt i styrdialogen; protokollförd § 41"
         assert resume_if_ready(first.cycle_id, "committee_feedback", "Eva Operatör", force_reason=reason)
-        _wait_for(lambda: _state(fb.id) == StateType.COMPLETED, 120, "the overridden phase to complete", log)
+        wait_for(lambda: run_state(fb.id) == StateType.COMPLETED, 120, "the overridden phase to complete", log)
         with session_scope() as s:
             run = s.exec(select(PhaseRun).where(PhaseRun.phase == "committee_feedback")).one()
             entry = s.exec(select(AuditEntry).where(AuditEntry.action == "phase_resumed_override")).one()
@@ -187,4 +118,4 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         assert entry.actor == "Eva Operatör" and entry.reason == reason
         assert all(r.state == ReceiptState.ISSUED for r in _receipts("committee_feedback"))
     finally:
-        _stop(serving)
+        stop(serving)
