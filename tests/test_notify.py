@@ -891,3 +891,30 @@ def test_deliver_outbox_wants_an_aware_now(sqlite_url: str, cfg: OrgConfig) -> N
     with pytest.raises(ValueError, match="timezone-aware"):
         deliver_outbox(cfg, sqlite_url, now=datetime(2027, 1, 1, 12, 0))
     assert deliver_outbox(cfg, sqlite_url) == notify.DeliveryReport()
+
+
+def test_tls_context_is_reused_per_thread_and_handed_out_verifying() -> None:
+    """apprise's e-mail plugin gets one TLS context per thread instead of a new one per message;
+    a channel with verify=no relaxes it, and the next message gets it back verifying."""
+    import ssl
+    import threading
+
+    from apprise.plugins.email import base as email_base
+
+    from tasks.notify import _reuse_tls_contexts, _ReusedTLSContexts
+
+    shim = _ReusedTLSContexts()
+    first = shim.create_default_context()
+    first.check_hostname = False
+    first.verify_mode = ssl.CERT_NONE  # what the plugin does for verify=no
+    again = shim.create_default_context()
+    assert again is first and again.verify_mode == ssl.CERT_REQUIRED and again.check_hostname
+    assert len(again.get_ca_certs()) == len(ssl.create_default_context().get_ca_certs())
+    other: list[ssl.SSLContext] = []
+    thread = threading.Thread(target=lambda: other.append(shim.create_default_context()))
+    thread.start()
+    thread.join()
+    assert other and other[0] is not first
+    assert shim.SSLError is ssl.SSLError  # the rest of the module is the real one
+    _reuse_tls_contexts()
+    assert isinstance(email_base.ssl, _ReusedTLSContexts)
