@@ -51,7 +51,16 @@ from tasks.distribution import record_documents
 from tasks.documents import excel, text, word
 from tasks.documents.catalog import doc_key, file_name
 from tasks.documents.content import TRAFFIC_LIGHTS, YES_NO
-from tasks.documents.model import ColumnSpec, DocMeta, DocRequest, RenderedDoc, SheetSpec, TableData, content_hash
+from tasks.documents.model import (
+    ColumnSpec,
+    DocMeta,
+    DocRequest,
+    RenderedDoc,
+    SheetSpec,
+    TableData,
+    content_hash,
+    follow_up_figure_columns,
+)
 from tasks.documents.sanitize import safe_path
 from tasks.documents.yeardata import YearData, one_line, year_data
 from tasks.followup_calendar import Occasion, occasions
@@ -581,20 +590,7 @@ def _sheets(
     economy = SheetSpec(
         name="Ekonomi",
         columns=(
-            _c("Post", width=24),
-            _c("Budget helår", "sek", 15, key="b"),
-            _c("Utfall hittills", "sek", 15),
-            _c("Prognos helår", "sek", 15, key="f"),
-            _c("Avvikelse", "formula", 14, formula='=IF(N({f})=0,"",{b}-{f})', result="sek"),
-            _c(
-                "Avvikelse %",
-                "formula",
-                12,
-                formula='=IF(OR(N({b})=0,N({f})=0),"",({b}-{f})/ABS({b}))',
-                result="percent",
-                highlight="deviation",
-                threshold=threshold / 100,
-            ),
+            *follow_up_figure_columns(threshold / 100, editable=False),
             _c("Över gränsvärdet", width=12),
             _c("Nivåns kommentar", width=44, editable=True),
         ),

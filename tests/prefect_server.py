@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -154,3 +155,19 @@ def drain_events(timeout: float = 15.0) -> None:
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all(timeout=timeout)
+
+
+@contextlib.contextmanager
+def own_prefect_api(folder: Path) -> Iterator[PrefectServer]:
+    """A Prefect server of the caller's own under `folder`, the API this process talks to while
+    the block runs; its queued events are sent before it stops (else pytest hangs at exit)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    srv = PrefectServer(folder / "prefect-home", folder / "prefect-server.log")
+    srv.start(timeout=90)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: srv.api}):
+            yield srv
+    finally:
+        drain_events()
+        srv.stop()

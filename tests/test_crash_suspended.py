@@ -27,8 +27,16 @@ from prefect import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_server import PrefectServer, children, deployed, drain_events, run_state, start_serving, stop, wait_for
+from prefect_server import (
+    PrefectServer,
+    children,
+    deployed,
+    own_prefect_api,
+    run_state,
+    start_serving,
+    stop,
+    wait_for,
+)
 from smtp_server import SmtpServer
 from sqlmodel import select
 
@@ -48,15 +56,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A Prefect server of this file's own: the session's API would see the runs this file crashes."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    srv = PrefectServer(home / "home", home / "server.log")
-    srv.start(timeout=90)
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: srv.api}):
-            yield srv
-    finally:
-        drain_events()
-        srv.stop()
+    with own_prefect_api(tmp_path_factory.mktemp("prefect-server")) as srv:
+        yield srv
 
 
 @pytest.fixture

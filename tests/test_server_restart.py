@@ -17,13 +17,12 @@ from prefect import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_server import (
     PrefectServer,
     children,
     deployed,
-    drain_events,
     healthy,
+    own_prefect_api,
     run_state,
     start_serving,
     stop,
@@ -50,14 +49,8 @@ def _receipts(phase: str) -> list[Receipt]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[PrefectServer]:
-    srv = PrefectServer(tmp_path / "prefect-home", tmp_path / "prefect-server.log")
-    srv.start(timeout=90)
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: srv.api}):
-            yield srv
-    finally:
-        drain_events()
-        srv.stop()
+    with own_prefect_api(tmp_path) as srv:
+        yield srv
 
 
 def test_suspended_phase_resumes_after_a_server_restart(server: PrefectServer, app_env: Path) -> None:

@@ -24,7 +24,17 @@ from tasks.documents.content import (
     TRAFFIC_LIGHTS,
     YES_NO,
 )
-from tasks.documents.model import ColumnSpec, DocMeta, DocRequest, Fixed, Picture, RiskMatrixSpec, SheetSpec, TableData
+from tasks.documents.model import (
+    ColumnSpec,
+    DocMeta,
+    DocRequest,
+    Fixed,
+    Picture,
+    RiskMatrixSpec,
+    SheetSpec,
+    TableData,
+    follow_up_figure_columns,
+)
 from tasks.documents.yeardata import HORIZON_YEARS, INVESTMENT_YEARS, YearData, one_line
 from tasks.wheel_picture import wheel_png
 
@@ -554,20 +564,7 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
     economy = SheetSpec(
         name="Ekonomi",
         columns=(
-            _col("Post", width=24),
-            _col("Budget helår", "sek", 15, editable=True, key="b"),
-            _col("Utfall hittills", "sek", 15, editable=True),
-            _col("Prognos helår", "sek", 15, editable=True, key="f"),
-            _col("Avvikelse", "formula", 14, formula='=IF(N({f})=0,"",{b}-{f})', result="sek"),
-            _col(
-                "Avvikelse %",
-                "formula",
-                12,
-                formula='=IF(OR(N({b})=0,N({f})=0),"",({b}-{f})/ABS({b}))',
-                result="percent",
-                highlight="deviation",
-                threshold=threshold,
-            ),
+            *follow_up_figure_columns(threshold, editable=True),
             _col("Analys", width=44, editable=True),
             _col("Föreslagen åtgärd", width=40, editable=True),
         ),

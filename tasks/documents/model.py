@@ -103,6 +103,32 @@ class ColumnSpec:
     threshold: float | None = None
 
 
+def follow_up_figure_columns(threshold: float, *, editable: bool) -> tuple[ColumnSpec, ...]:
+    """Post, budget, outcome, forecast and the deviation in SEK and per cent, flagged beyond
+    `threshold` (a fraction): one definition for a unit's return and a level's report, so the
+    deviation a unit sees is the one its level sums."""
+
+    def col(header: str, kind: str = "text", width: float = 14, **kw: object) -> ColumnSpec:
+        return ColumnSpec(header=header, kind=kind, width=width, **kw)  # type: ignore[arg-type]
+
+    return (
+        col("Post", width=24),
+        col("Budget helår", "sek", 15, editable=editable, key="b"),
+        col("Utfall hittills", "sek", 15, editable=editable),
+        col("Prognos helår", "sek", 15, editable=editable, key="f"),
+        col("Avvikelse", "formula", 14, formula='=IF(N({f})=0,"",{b}-{f})', result="sek"),
+        col(
+            "Avvikelse %",
+            "formula",
+            12,
+            formula='=IF(OR(N({b})=0,N({f})=0),"",({b}-{f})/ABS({b}))',
+            result="percent",
+            highlight="deviation",
+            threshold=threshold,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class SheetSpec:
     name: str
