@@ -26,6 +26,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ from tasks.followup_calendar import Occasion, occasions
 from tasks.handoffs import Handoff
 from tasks.messages import queue_delivery
 from tasks.receipts import issue_receipt, plan_receipts
+from tasks.rendering import fan_out
 
 PHASE = "follow_up"
 REPORT, FIGURES = "nivarapport", "nivarapport_siffror"
@@ -190,7 +192,7 @@ def hand_up_levels(
             )
         }
     cyc = year_data(cfg, year)
-    rendered: list[RenderedDoc] = []
+    jobs: list[tuple[DocRequest, _ReportData]] = []
     top_rendered = False
     for unit in ready:
         version = plans[unit].version if unit in plans else 1
@@ -203,9 +205,10 @@ def hand_up_levels(
         if not todo:
             continue
         data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit))
-        for req in todo:
-            rendered.append(_render(cfg, cyc, occasion, req, data, out_root))
+        jobs.extend((req, data) for req in todo)
         top_rendered = top_rendered or cfg.unit(unit).parent is None
+    # Writing the files is the costly part (a region has a report per level): the render pool.
+    rendered = fan_out(partial(_render_job, cfg, year, occasion, out_root), jobs)
     conclusions = top_conclusions(cfg, cyc, agg, occasion, issues, returns) if top_rendered else []
 
     def record(session: Session) -> tuple[int, int]:
@@ -670,6 +673,14 @@ def _sheets(
             )
         )
     return sheets
+
+
+def _render_job(
+    cfg: OrgConfig, plan_year: int, occasion: Occasion, out_root: Path, job: tuple[DocRequest, _ReportData]
+) -> RenderedDoc:
+    """One level report file; runs in a render worker, so it takes picklable arguments."""
+    req, data = job
+    return _render(cfg, year_data(cfg, plan_year), occasion, req, data, out_root)
 
 
 def _render(

@@ -23,6 +23,7 @@ from models.db import get_engine, session_scope
 from models.errors import UserError
 from models.migrate import upgrade
 from models.tables import AuditEntry, Conclusion, Document, RaisedIssue, Receipt
+from tasks import rendering
 from tasks.aggregation import OrgTree
 from tasks.cycle import prepare_cycle
 from tasks.distribution import distribute
@@ -109,8 +110,18 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
     and one hand-up pass has run."""
     tmp = tmp_path_factory.mktemp("chain")
     url = f"sqlite:///{tmp / 'app.db'}"
-    saved = {k: os.environ.get(k) for k in ("STYRKEDJA_HOME", "STYRKEDJA_DATABASE_URL", "STYRKEDJA_OUTPUT")}
-    os.environ |= {"STYRKEDJA_HOME": str(tmp), "STYRKEDJA_DATABASE_URL": url, "STYRKEDJA_OUTPUT": str(tmp / "out")}
+    names = ("STYRKEDJA_HOME", "STYRKEDJA_DATABASE_URL", "STYRKEDJA_OUTPUT", "STYRKEDJA_RENDER_WORKERS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ |= {
+        "STYRKEDJA_HOME": str(tmp),
+        "STYRKEDJA_DATABASE_URL": url,
+        "STYRKEDJA_OUTPUT": str(tmp / "out"),
+        "STYRKEDJA_RENDER_WORKERS": "2",
+    }
+    # Every batch through the render pool, however small: the level reports these tests read back
+    # are written by pool workers, as they are for a region.
+    threshold = rendering.DOCS_PER_WORKER_THRESHOLD
+    rendering.DOCS_PER_WORKER_THRESHOLD = 1
     try:
         upgrade(url)
         config_path = _trimmed_config(tmp)
@@ -136,6 +147,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "config": str(config_path),
         }
     finally:
+        rendering.DOCS_PER_WORKER_THRESHOLD = threshold
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
