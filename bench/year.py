@@ -353,6 +353,7 @@ def run_scale(
     console: Console,
     baseline_max: int,
     sign_max: int,
+    baseline: bool = True,
 ) -> ScaleResult:
     from config.loader import load_config
     from flows.registry import PHASE_FLOWS
@@ -415,7 +416,7 @@ def run_scale(
         # A part larger than baseline_max is measured on every k-th document and scaled: the plain loop
         # costs the same per document of a kind, and the sample keeps the mix of kinds.
         step = max(1, -(-len(requests) // baseline_max))
-        sample = requests[::step]
+        sample = requests[::step] if baseline else []
         cost: dict[str, Cost] = {}
         with timed(cost, "baseline"):
             part.baseline_written = baseline_documents(cfg, year, sample, folder / "baseline" / name.replace(" ", "_"))
