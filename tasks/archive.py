@@ -13,11 +13,13 @@ secrets (they live in the configuration and the environment, never in the databa
 codes themselves (derived from the secret key when a message is sent), Prefect's runs (a phase
 run's `flow_run_id` is kept as history).
 
-An import goes into a database that does not hold the cycle: it verifies every member's hash before
-it touches anything, inserts all rows in one transaction with new ids (foreign keys remapped), and
-moves the files into the output folder only after that transaction committed, each by an atomic
-rename. Ids inside audit-log details (`receipt_id`, `supersedes`) are kept as recorded: the audit
-log is history. A receipt's `key`, which the audit log names as its subject, is the same everywhere.
+An import goes into a database that does not hold the cycle and holds no other organisation (a
+database is one organisation's; the archive's units are matched to the database's by id): it
+verifies every member's hash before it touches anything, inserts all rows in one transaction with
+new ids (foreign keys remapped), and moves the files into the output folder only after that
+transaction committed, each by an atomic rename. Ids inside audit-log details (`receipt_id`,
+`supersedes`) are kept as recorded: the audit log is history. A receipt's `key`, which the audit
+log names as its subject, is the same everywhere.
 """
 
 from __future__ import annotations
@@ -336,11 +338,11 @@ def import_cycle(archive: Path, url: str | None = None, output_root: Path | None
             tables = _verified(zf, manifest, name)
         upgrade(url)
         with db.session_scope(url) as s:
-            _refuse_if_present(s, org_id, year)
+            _refuse_if_present(s, org_id, year, name)
         staged = _stage_files(zf, manifest["sha256"], out_root, name)
     try:
         with db.session_scope(url) as s:
-            _refuse_if_present(s, org_id, year)
+            _refuse_if_present(s, org_id, year, name)
             cycle_id = _insert(s, tables)
             audit(
                 s,
@@ -382,7 +384,15 @@ def _reading(name: str) -> Iterator[None]:
         raise UserError(f"{name}: damaged archive ({type(exc).__name__}: {exc})") from None
 
 
-def _refuse_if_present(session: Session, org_id: str, year: int) -> None:
+def _refuse_if_present(session: Session, org_id: str, year: int, name: str) -> None:
+    """Refuse a database that holds another organisation (its units would be taken for the
+    archive's: units are matched by id and skipped when present) or already holds this cycle."""
+    others = sorted(set(session.exec(select(Cycle.organisation_id).where(Cycle.organisation_id != org_id).distinct())))
+    if others:
+        raise UserError(
+            f"{name}: the archive is of organisation {org_id!r} but this database holds organisation"
+            f" {', '.join(repr(o) for o in others)}; nothing was imported"
+        )
     if session.exec(select(Cycle.id).where(Cycle.organisation_id == org_id, Cycle.year == year)).first() is not None:
         raise UserError(f"import: the cycle {year} of {org_id} already exists in this database; nothing was imported")
 

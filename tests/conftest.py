@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,14 +26,37 @@ import pytest  # noqa: E402
 PG_ADMIN_URL = os.environ.get("STYRKEDJA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _postgres_available() -> bool:
+def postgres_required() -> bool:
+    """CI sets STYRKEDJA_REQUIRE_POSTGRES=1 (or CI): an unreachable PostgreSQL is then a failure, not a
+    skip, so the suite cannot go green with the PostgreSQL half silently left out. Locally it skips."""
+    return any(
+        os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+        for name in ("STYRKEDJA_REQUIRE_POSTGRES", "CI")
+    )
+
+
+def _postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used (None: it can)."""
     try:
         import psycopg
 
         with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
-            return True
-    except Exception:
-        return False
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means: not here
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def require_postgres() -> None:
+    """Skip the test when PostgreSQL is not reachable; fail it instead when it is required (CI)."""
+    reason = _postgres_unreachable()
+    if reason is None:
+        return
+    where = PG_ADMIN_URL.split("@", 1)[-1]
+    if postgres_required():
+        pytest.fail(
+            f"PostgreSQL ({where}) is required here (STYRKEDJA_REQUIRE_POSTGRES/CI) but not reachable: {reason}"
+        )
+    pytest.skip(f"PostgreSQL not reachable ({where}): {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +86,24 @@ def _drop_pg_schema(schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+@contextmanager
+def pg_schema(*, migrate: bool = True) -> Iterator[str]:
+    """The URL of a private PostgreSQL schema (migrated unless `migrate=False`), dropped afterwards;
+    any scope: a test's, a module's. Skips, or fails where PostgreSQL is required, when unreachable."""
+    from models.db import get_engine
+    from models.migrate import upgrade
+
+    require_postgres()
+    url, schema = _new_pg_schema_url()
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        _drop_pg_schema(schema)
+
+
 @lru_cache(maxsize=1)
 def _sqlite_template() -> Path:
     from models.db import get_engine
@@ -76,7 +118,6 @@ def _sqlite_template() -> Path:
 
 def _make_db(kind: str, tmp_path: Path) -> Iterator[str]:
     from models.db import get_engine
-    from models.migrate import upgrade
 
     if kind == "sqlite":
         # Copy a database migrated once per session: the migration itself is tested elsewhere.
@@ -86,17 +127,8 @@ def _make_db(kind: str, tmp_path: Path) -> Iterator[str]:
         yield url
         get_engine(url).dispose()
         return
-    if not _postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    url, schema = _new_pg_schema_url()
-    upgrade(url)
-    try:
+    with pg_schema() as url:
         yield url
-    finally:
-        get_engine(url).dispose()
-        _drop_pg_schema(schema)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
-import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 import typer
+from conftest import pg_schema
 from sqlmodel import SQLModel, func, or_, select
 from typer.testing import CliRunner
 
@@ -53,7 +52,6 @@ from tasks.handoffs import handoffs_for_phase
 from tasks.receipts import SignRequest, acknowledge, code_for, dispute, sign
 
 YEAR = 2028
-PG_ADMIN_URL = os.environ.get("STYRKEDJA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +67,10 @@ def _sqlite(folder: Path, name: str) -> str:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """An empty PostgreSQL schema of its own (the shared `db_url` fixture gives one backend per test)."""
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True, connect_timeout=3) as conn:
-            schema = f"t_{uuid.uuid4().hex[:12]}"
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means: not here
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI: {exc}")
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    try:
+    """An empty PostgreSQL schema of its own, not migrated (the import migrates it); the shared
+    `db_url` fixture gives one backend per test. Skips, or fails in CI, without PostgreSQL."""
+    with pg_schema(migrate=False) as url:
         yield url
-    finally:
-        get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 # -- a cycle in many states, made by the program -----------------------------------------------------
@@ -267,6 +251,69 @@ def test_sqlite_to_postgres_and_back(cfg, source, pg_url: str, tmp_path: Path):
         assert old is not None and old.state == ReceiptState.SUPERSEDED and old.comment == "Ramen för 2029 saknas."
         assert s.get(Document, v2.document_id).version == 2  # type: ignore[union-attr]
     get_engine(back_url).dispose()
+
+
+def _same_files(a: Path, b: Path) -> None:
+    """The same relative paths, every file byte for byte, and nothing else (no temporary left)."""
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert names and names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    for rel in names:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_sqlite_to_sqlite_and_again(cfg, source, tmp_path: Path):
+    """Without PostgreSQL: a restore into an empty SQLite database, and a restore of that one's export."""
+    src_url, src_out, first = source
+    org = cfg.organisation.id
+
+    url, out = _sqlite(tmp_path, "restored.db"), tmp_path / "restored-output"
+    result = archive.import_cycle(first, url, out)
+    assert (result.organisation_id, result.year, result.missing_files) == (org, YEAR, [])
+    assert result.files == len(_files(src_out))
+    _assert_same_cycle(_snapshot(src_url, org), _snapshot(url, org))
+    _same_files(src_out, out)
+
+    second = archive.export_cycle(cfg, YEAR, tmp_path / "again.zip", url, output_root=out)
+    again_url, again_out = _sqlite(tmp_path, "again.db"), tmp_path / "again-output"
+    archive.import_cycle(second, again_url, again_out)
+    _assert_same_cycle(_snapshot(url, org), _snapshot(again_url, org))
+    _same_files(src_out, again_out)
+    get_engine(url).dispose()
+    get_engine(again_url).dispose()
+
+
+def test_an_archive_of_another_organisation_is_refused(cfg, source, db_url: str, tmp_path: Path):
+    """Units are matched by id (the municipality has a KS too): a database of another organisation
+    would silently get the archive's cycle hung on its own units. Refused, nothing written."""
+    _, _, path = source
+    other = load_config("municipality")
+    assert other.organisation.id != cfg.organisation.id
+    prepare_cycle(other, YEAR, db_url)
+    out = tmp_path / "output"
+    before = _row_counts(db_url)
+    with pytest.raises(UserError) as err:
+        archive.import_cycle(path, db_url, out)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path.name}: ")
+    assert repr(cfg.organisation.id) in message and repr(other.organisation.id) in message
+    assert "nothing was imported" in message
+    assert _row_counts(db_url) == before
+    assert not out.exists() or _files(out) == {}
+
+
+def test_an_unreachable_postgres_skips_locally_and_fails_where_it_is_required(monkeypatch: pytest.MonkeyPatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:1/test")  # nobody there
+    for name in ("STYRKEDJA_REQUIRE_POSTGRES", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not reachable"), pg_schema():
+        pass
+    for name, value in (("STYRKEDJA_REQUIRE_POSTGRES", "1"), ("CI", "true")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(pytest.fail.Exception, match="required here .* not reachable"), pg_schema():
+            pass
+        monkeypatch.delenv(name)
 
 
 def _flip_byte_in_stored_file(src: Path, dest: Path) -> None:
