@@ -13,9 +13,11 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect-home
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	@echo "installing dependencies (pinned in constraints.txt) …"
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]" \
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt pip
+	@# PIP_CONSTRAINT also reaches pip's isolated build environment (setuptools, wheel), which -c does not.
+	@PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install -q --disable-pip-version-check \
+	  -c constraints.txt -e ".[test]" \
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
