@@ -40,8 +40,8 @@ from models.tables import (
     utcnow,
 )
 from tasks.cycle import prepare_cycle
-from tasks.deadlines import ESCALATE_EVERY_DAYS, run_watch, stages_for
-from tasks.progress import progression_rows
+from tasks.deadlines import ESCALATE_EVERY_DAYS, cycle_window, run_watch, stages_for
+from tasks.progress import progression_rows, receipt_rows
 from tasks.wheel import resolve_wheel
 
 YEAR = 2030
@@ -358,20 +358,20 @@ def test_walking_day_by_day_every_reminder_and_escalation_exactly_once(db_url: s
     assert "styrkedja calendar done pf_klar --year 2030" in ms.body
 
 
-def test_a_missed_run_catches_up_with_the_latest_stage_only(sqlite_url: str, cfg: OrgConfig) -> None:
-    setup_cycle(cfg, sqlite_url)
+def test_a_missed_run_catches_up_with_the_latest_stage_only(db_url: str, cfg: OrgConfig) -> None:
+    setup_cycle(cfg, db_url)
     for offset in (-10, -3, 5, 12):
-        run_watch(cfg, D + timedelta(days=offset), sqlite_url)
-    tags = sorted({split(k)[1] for k in outbox(sqlite_url) if split(k)[0] == R1})
+        run_watch(cfg, D + timedelta(days=offset), db_url)
+    tags = sorted({split(k)[1] for k in outbox(db_url) if split(k)[0] == R1})
     assert tags == sorted(
         ["remind-14d", "remind-7d", "remind-overdue-5d", "escalate-3d", "remind-overdue-12d", "escalate-10d"]
     )
 
 
-def test_what_needs_no_reminder(sqlite_url: str, cfg: OrgConfig) -> None:
-    cycle_id = setup_cycle(cfg, sqlite_url)
+def test_what_needs_no_reminder(db_url: str, cfg: OrgConfig) -> None:
+    cycle_id = setup_cycle(cfg, db_url)
     wheel = resolve_wheel(cfg, YEAR)
-    with session_scope(sqlite_url) as s:
+    with session_scope(db_url) as s:
         # A receipt issued after its 14-day point; a milestone whose phase completed after its date
         # (a simulated day: the run's as_of); a milestone marked done.
         s.add(
@@ -400,41 +400,41 @@ def test_what_needs_no_reminder(sqlite_url: str, cfg: OrgConfig) -> None:
         )
         s.exec(update(Milestone).where(Milestone.key == "aterkoppling").values(done_at=utcnow()))  # type: ignore[call-overload]
     for offset in range(-14, 10):
-        run_watch(cfg, D + timedelta(days=offset), sqlite_url)
-    keys = list(outbox(sqlite_url))
+        run_watch(cfg, D + timedelta(days=offset), db_url)
+    keys = list(outbox(db_url))
     late = [k for k in keys if "/sen/" in k]
     assert not [k for k in late if "remind-14d" in k] and [k for k in late if "remind-7d" in k]
     assert not [k for k in keys if "/milestone/pf_klar/" in k or "/milestone/aterkoppling/" in k]
     # A plan year whose window does not hold the day: no cycle is active, nothing happens.
-    quiet = run_watch(cfg, date(2031, 6, 1), sqlite_url)
+    quiet = run_watch(cfg, date(2031, 6, 1), db_url)
     assert quiet.cycles == [] and quiet.queued == 0
 
 
-def test_a_milestone_dated_before_the_cycle_was_set_up_is_shown_but_not_chased(sqlite_url: str, cfg: OrgConfig) -> None:
-    cycle_id = setup_cycle(cfg, sqlite_url)
+def test_a_milestone_dated_before_the_cycle_was_set_up_is_shown_but_not_chased(db_url: str, cfg: OrgConfig) -> None:
+    cycle_id = setup_cycle(cfg, db_url)
     pf_due = resolve_wheel(cfg, YEAR)["pf_klar"]
-    with session_scope(sqlite_url) as s:
+    with session_scope(db_url) as s:
         s.exec(update(Cycle).where(Cycle.id == cycle_id).values(created_at=datetime(2029, 3, 20, tzinfo=UTC)))  # type: ignore[call-overload]
         rows = progression_rows(s, cfg, cycle_id, D)
     assert next(r for r in rows if r["milstolpe"].startswith("Planeringsförutsättningarna"))["status"] == "försenad"
-    run_watch(cfg, pf_due + timedelta(days=7), sqlite_url)
-    assert not [k for k in outbox(sqlite_url) if k.startswith(PF)]
+    run_watch(cfg, pf_due + timedelta(days=7), db_url)
+    assert not [k for k in outbox(db_url) if k.startswith(PF)]
 
 
-def test_escalation_without_a_parent_goes_to_the_finance_department(sqlite_url: str, cfg: OrgConfig) -> None:
-    setup_cycle(cfg, sqlite_url)
+def test_escalation_without_a_parent_goes_to_the_finance_department(db_url: str, cfg: OrgConfig) -> None:
+    setup_cycle(cfg, db_url)
     due = resolve_wheel(cfg, YEAR)["plan_beslut"]  # owned by the assembly, the top of the tree
-    run_watch(cfg, due + timedelta(days=3), sqlite_url)
-    keys = [k for k in outbox(sqlite_url) if k.startswith(f"{ORG}/{YEAR}/milestone/plan_beslut/")]
+    run_watch(cfg, due + timedelta(days=3), db_url)
+    keys = [k for k in outbox(db_url) if k.startswith(f"{ORG}/{YEAR}/milestone/plan_beslut/")]
     assert sorted(keys) == [
         f"{ORG}/{YEAR}/milestone/plan_beslut/escalate-3d/epost/eko@testby.example",
         f"{ORG}/{YEAR}/milestone/plan_beslut/remind-overdue-3d/epost/rf@testby.example",
     ]
 
 
-def test_progression_states(sqlite_url: str, cfg: OrgConfig) -> None:
-    cycle_id = setup_cycle(cfg, sqlite_url)
-    with session_scope(sqlite_url) as s:
+def test_progression_states(db_url: str, cfg: OrgConfig) -> None:
+    cycle_id = setup_cycle(cfg, db_url)
+    with session_scope(db_url) as s:
         rows = {r["milstolpe"]: r for r in progression_rows(s, cfg, cycle_id, date(2029, 3, 12))}
     assert [(r["status"], r["dagar"]) for r in rows.values()][:3] == [
         ("klar", ""),  # underlag: marked done
@@ -443,12 +443,202 @@ def test_progression_states(sqlite_url: str, cfg: OrgConfig) -> None:
     ]
     assert list(next(iter(rows.values()))) == ["fas", "milstolpe", "ansvarig", "sista dag", "status", "dagar"]
     assert rows["Nämndernas återkoppling"]["ansvarig"] == "Regionstyrelsen"
-    with session_scope(sqlite_url) as s:
+    with session_scope(db_url) as s:
         late = {r["milstolpe"]: r for r in progression_rows(s, cfg, cycle_id, date(2029, 3, 16))}
     assert (
         late["Planeringsförutsättningarna behandlade i nämnden"]["status"],
         late["Planeringsförutsättningarna behandlade i nämnden"]["dagar"],
     ) == ("försenad", "för 1 dag sedan")
+
+
+# -- overlapping cycles: a whole calendar year -------------------------------------------------------
+
+# Plan year Y is watched from its first date (preparation, 1 October Y-2, on a working day) to its
+# last (the annual report, end of February Y+1): in 2030 the cycles 2029 (until February), 2030,
+# 2031 and 2032 (from October) are all active at some point, up to three at once.
+WINDOWS = {
+    2029: (date(2027, 10, 1), date(2030, 2, 28)),
+    2030: (date(2028, 9, 29), date(2031, 2, 28)),  # 1 October 2028 is a Sunday
+    2031: (date(2029, 10, 1), date(2032, 2, 27)),
+    2032: (date(2030, 10, 1), date(2033, 2, 28)),
+}
+WALK = (date(2030, 1, 1), date(2030, 12, 31))
+# Plan year 2031's milestones fall in 2030: done this many days after their date (None: never).
+DONE_AFTER = {"underlag": -2, "pf_klar": 5, "aterkoppling": 0, "plan_beslut": 12, "vp_klar": -1, "ap_klar": None}
+# (plan year, phase, topic, sender, receiver, state, deadline, agreed on, created on). Deadlines of
+# different cycles interleave; three fall on one day, two of them the same handoff in two cycles.
+OVERLAP_RECEIPTS = [
+    (2029, "follow_up", "arsredovisning", "RS", "RF", "issued", date(2030, 2, 10), None, None),  # outlives its cycle
+    (
+        2030,
+        "operational_plans",
+        "verksamhetsplan",
+        "HSN",
+        "HSF",
+        "disputed",
+        date(2029, 12, 20),
+        date(2030, 1, 10),
+        None,
+    ),
+    (2030, "follow_up", "delar", "HSN", "RS", "issued", date(2030, 3, 20), date(2030, 3, 25), None),
+    (2031, "follow_up", "delar", "HSN", "RS", "issued", date(2030, 3, 20), date(2030, 3, 22), None),
+    (2031, "planning_prerequisites", "pf", "RS", "HSN", "issued", date(2030, 3, 20), date(2030, 3, 19), None),
+    (
+        2031,
+        "committee_feedback",
+        "aterkoppling",
+        "HSN",
+        "RS",
+        "acknowledged",
+        date(2030, 4, 22),
+        date(2030, 5, 2),
+        None,
+    ),
+    (2032, "preparation", "underlag", "EKO", "RS", "issued", date(2030, 10, 20), None, date(2030, 10, 10)),
+]
+
+
+def _overlapping_cycles(cfg: OrgConfig, url: str) -> tuple[dict[int, int], dict[tuple[int, str], date], dict]:  # type: ignore[type-arg]
+    """Four cycles, what each item is keyed by, when each is due, and what is resolved on which day."""
+    cycle_ids = {year: prepare_cycle(cfg, year, url) for year in WINDOWS}
+    due: dict[tuple[int, str], date] = {}  # (plan year, notification key prefix) -> deadline
+    resolved: dict[date, list[tuple[str, int, str]]] = {}  # day -> (kind, plan year, key)
+    with session_scope(url) as s:
+        s.exec(update(Cycle).values(created_at=datetime(2027, 6, 1, tzinfo=UTC)))  # type: ignore[call-overload]
+        for year, cycle_id in cycle_ids.items():
+            for key, when in resolve_wheel(cfg, year).dates.items():
+                if not any(m.id == key for m in cfg.wheel.milestones):
+                    continue
+                base = f"{ORG}/{year}/milestone/{key}"
+                if when > WALK[0] or (year == 2031 and key in DONE_AFTER):
+                    due[(year, base)] = when
+                else:  # already done before the walk
+                    s.exec(  # type: ignore[call-overload]
+                        update(Milestone)
+                        .where(Milestone.cycle_id == cycle_id, Milestone.key == key)
+                        .values(done_at=datetime(2029, 12, 31, tzinfo=UTC))
+                    )
+                if year == 2031 and key in DONE_AFTER and DONE_AFTER[key] is not None:
+                    resolved.setdefault(when + timedelta(days=DONE_AFTER[key]), []).append(("milestone", year, key))
+        for year, phase, topic, sender, receiver, state, deadline, agreed, created in OVERLAP_RECEIPTS:
+            key = f"{ORG}/{year}/{phase}/{topic}/{sender}->{receiver}/v1"
+            s.add(
+                Receipt(
+                    key=key,
+                    cycle_id=cycle_ids[year],
+                    phase=phase,
+                    topic=topic,
+                    direction="up" if receiver in ("RS", "RF") else "down",
+                    sender_unit=sender,
+                    receiver_unit=receiver,
+                    content_hash="0" * 64,
+                    purpose="Gemensam tolkning.",
+                    deadline=deadline,
+                    state=state,
+                    created_at=datetime.combine(created or date(2029, 6, 1), datetime.min.time(), UTC),
+                )
+            )
+            due[(year, key)] = deadline
+            if agreed is not None:
+                resolved.setdefault(agreed, []).append(("receipt", year, key))
+    return cycle_ids, due, resolved
+
+
+def test_overlapping_cycles_walked_through_a_whole_year(db_url: str, cfg: OrgConfig) -> None:
+    """Every day of 2030, with the cycles of four plan years in one database: each cycle's reminders
+    and escalations are queued once, on the day the policy says, keyed to that cycle and only while
+    it is active; the progression, receipt and urgency tables of a cycle hold only its own items."""
+    assert {year: cycle_window(cfg, year) for year in WINDOWS} == WINDOWS
+    cycle_ids, due, resolved = _overlapping_cycles(cfg, db_url)
+    year_of = {cycle_id: year for year, cycle_id in cycle_ids.items()}
+    created = {(r[0], f"{ORG}/{r[0]}/{r[1]}/{r[2]}/{r[3]}->{r[4]}/v1"): r[8] for r in OVERLAP_RECEIPTS}
+    open_items = dict(due)
+    expected: dict[tuple[int, str, str], date] = {}  # (plan year, item, stage tag) -> the day it is due
+    seen: dict[tuple[int, str, str], date] = {}
+    last_id = 0
+    day = WALK[0]
+    while day <= WALK[1]:
+        for kind, year, key in resolved.get(day, []):  # done / agreed in the morning, before the watch
+            with session_scope(db_url) as s:
+                if kind == "milestone":
+                    s.exec(  # type: ignore[call-overload]
+                        update(Milestone)
+                        .where(Milestone.cycle_id == cycle_ids[year], Milestone.key == key)
+                        .values(done_at=datetime.combine(day, datetime.min.time(), UTC))
+                    )
+                    open_items.pop((year, f"{ORG}/{year}/milestone/{key}"))
+                else:
+                    s.exec(update(Receipt).where(Receipt.key == key).values(state=ReceiptState.AGREED))  # type: ignore[call-overload]
+                    open_items.pop((year, key))
+        active = [year for year, (start, end) in WINDOWS.items() if start <= day <= end]
+        for (year, item), deadline in open_items.items():
+            if year in active:
+                when = created.get((year, item))
+                for stage in stages_for((deadline - day).days, (14, 7, 1), 3, due=deadline, created=when):
+                    expected.setdefault((year, item, stage.tag), day)
+
+        report = run_watch(cfg, day, db_url)
+        assert [year for _, year in report.cycles] == active, day
+        assert all(cycle_id == cycle_ids[year] for cycle_id, year in report.cycles)
+        for cycle_id, items in report.urgent.items():
+            assert {(i.cycle_id, i.year) for i in items} == {(cycle_id, year_of[cycle_id])}, day
+        with session_scope(db_url) as s:
+            new = s.exec(  # type: ignore[call-overload]
+                select(Notification.id, Notification.key, Notification.cycle_id, Notification.receipt_id)
+                .where(Notification.id > last_id)
+                .order_by(Notification.id)
+            ).all()
+            receipt_of = {r.id: (r.cycle_id, r.key) for r in s.exec(select(Receipt))}
+        for nid, key, cycle_id, receipt_id in new:
+            year = year_of[cycle_id]
+            item = next((i for (y, i) in due if y == year and key.startswith(i + "/")), None)
+            assert item is not None, f"{key}: queued for cycle {year}, but no item of that cycle has this key"
+            if receipt_id is not None:
+                assert receipt_of[receipt_id] == (cycle_id, item)
+            tag = key[len(item) + 1 :].split("/", 1)[0]
+            assert seen.setdefault((year, item, tag), day) == day, (
+                f"{key} queued on {seen[(year, item, tag)]} and {day}"
+            )
+            last_id = nid
+        if day.day in (1, 15) or day == WALK[1]:
+            again = run_watch(cfg, day, db_url)  # a second trigger the same day: nothing new
+            assert (again.queued, again.notifications) == (0, 0)
+            with session_scope(db_url) as s:
+                for year in active:
+                    rows = progression_rows(s, cfg, cycle_ids[year], day)
+                    wheel = resolve_wheel(cfg, year)
+                    assert {(r["milstolpe"], r["sista dag"]) for r in rows} == {
+                        (m.name, wheel[m.id].isoformat()) for m in cfg.wheel.milestones
+                    }, (year, day)
+                    mine = {k for (y, k) in due if y == year and "/milestone/" not in k}
+                    assert {r["id"] for r in receipt_rows(s, cfg, cycle_ids[year])} == {
+                        str(rid) for rid, (cid, _) in receipt_of.items() if cid == cycle_ids[year]
+                    }
+                    assert {receipt_of[int(r["id"])][1] for r in receipt_rows(s, cfg, cycle_ids[year])} == mine
+        day += timedelta(days=1)
+
+    assert seen == expected
+    # The walk reached every cycle and every kind of stage; the examples below are the policy by hand.
+    assert {year for year, _, _ in seen} == set(WINDOWS)
+    pf = f"{ORG}/2031/milestone/pf_klar"  # 15 March 2030, done five days late
+    assert {t: d for (y, i, t), d in seen.items() if i == pf} == {
+        "remind-14d": date(2030, 3, 1),
+        "remind-7d": date(2030, 3, 8),
+        "remind-1d": date(2030, 3, 14),
+        "remind-due": date(2030, 3, 15),
+        **{f"remind-overdue-{n}d": date(2030, 3, 15 + n) for n in range(1, 5)},
+        "escalate-3d": date(2030, 3, 18),
+    }
+    old = f"{ORG}/2029/follow_up/arsredovisning/RS->RF/v1"  # overdue when its cycle closes on 28 February
+    assert max(d for (y, i, _), d in seen.items() if i == old) == date(2030, 2, 28)
+    assert (2029, old, "remind-overdue-18d") in seen and (2029, old, "remind-overdue-19d") not in seen
+    same_day = {i for (y, i, t) in seen if t == "remind-due" and due[(y, i)] == date(2030, 3, 20)}
+    assert same_day == {
+        f"{ORG}/2030/follow_up/delar/HSN->RS/v1",
+        f"{ORG}/2031/follow_up/delar/HSN->RS/v1",
+    }  # the third one due that day was agreed the day before
+    late_start = f"{ORG}/2032/preparation/underlag/EKO->RS/v1"  # issued after its 14-day point
+    assert (2032, late_start, "remind-14d") not in seen and (2032, late_start, "remind-7d") in seen
 
 
 # -- concurrency and scale ------------------------------------------------------------------------------

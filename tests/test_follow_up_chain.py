@@ -7,13 +7,16 @@ few; the rules are the same as for the full samples."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 import yaml
+from conftest import pg_schema
 from docx import Document as open_docx
 from secretary import fill_docx, fill_xlsx
 from sqlmodel import select
@@ -104,12 +107,22 @@ def _hand_in(cfg: Any, url: str, out: Path, tmp: Path, occasion: Any, unit: str,
     submit_file(cfg, filled, url=url, actor=f"Chef {unit}")
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """August interim report of the trimmed municipality: every unit but MISSING has handed in,
-    and one hand-up pass has run."""
-    tmp = tmp_path_factory.mktemp("chain")
-    url = f"sqlite:///{tmp / 'app.db'}"
+    and one hand-up pass has run. Once per backend: the module's tests run on SQLite, then on a
+    PostgreSQL schema of the module's own."""
+    with contextlib.ExitStack() as stack:
+        tmp = tmp_path_factory.mktemp(f"chain-{request.param}")
+        if request.param == "postgres":
+            url = stack.enter_context(pg_schema())
+        else:
+            url = f"sqlite:///{tmp / 'app.db'}"
+            upgrade(url)
+        yield from _chain(url, tmp)
+
+
+def _chain(url: str, tmp: Path) -> Iterator[dict[str, Any]]:
     names = ("STYRKEDJA_HOME", "STYRKEDJA_DATABASE_URL", "STYRKEDJA_OUTPUT", "STYRKEDJA_RENDER_WORKERS")
     saved = {k: os.environ.get(k) for k in names}
     os.environ |= {
@@ -123,7 +136,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
     threshold = rendering.DOCS_PER_WORKER_THRESHOLD
     rendering.DOCS_PER_WORKER_THRESHOLD = 1
     try:
-        upgrade(url)
         config_path = _trimmed_config(tmp)
         cfg = load_config(config_path)
         occasion = next(o for o in occasions(cfg, YEAR) if o.key == f"delar-{YEAR}-08-31")
