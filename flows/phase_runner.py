@@ -19,7 +19,7 @@ from models.tables import PhaseState
 from tasks import phase_steps as steps
 from tasks.faults import crash_point
 from tasks.followup_calendar import find_occasion
-from tasks.waiting import ResumeInput, mark_waiting, wait_state
+from tasks.waiting import ResumeInput, mark_waiting, pause_key, record_override, wait_state
 
 
 def _flow_run_id() -> str | None:
@@ -30,6 +30,43 @@ def _flow_run_id() -> str | None:
 def _can_suspend() -> bool:
     ctx = FlowRunContext.get()
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+def _wait_for_receipts(cycle_id: int, phase: str, key: str) -> tuple[int, int, bool]:
+    """Suspend until the receipts are all agreed or an operator overrides: (agreed, total, overridden).
+
+    Returns only when resumed; a suspension raises Pause and this process exits. Each wait uses its
+    own key (`key`, `key-1`, …): a key already used this run is refused by the server, which hands
+    back the input it was resumed with, so a run started again from the top walks through the same
+    keys, in order, to the first unused one. An automatic resume (a signature, a dispute, the
+    watch) that comes while receipts are still outstanding — a signature racing a dispute, a resume
+    meant for an earlier wait — is therefore only a reason to look again, never an override."""
+    logger = get_run_logger()
+    flow_run_id = _flow_run_id() or ""
+    attempt = 0
+    while True:
+        this_key = pause_key(key, attempt)
+        try:
+            given: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=this_key)
+        except Pause:
+            crash_point("after_suspend")  # suspended on the server, this process not yet gone
+            raise
+        # Here only when this key was already resumed: by the last signature, or by an operator.
+        _, agreed, total = wait_state(cycle_id, phase)
+        if given.override:
+            if record_override(cycle_id, phase, flow_run_id, this_key, given, agreed, total):
+                logger.warning("Resumed by %s (override): %s", given.resumed_by, given.reason)
+            return agreed, total, agreed < total
+        if agreed == total:
+            return agreed, total, False
+        logger.info(
+            "Resumed by %s (%s) with %d of %d receipts agreed: waiting again",
+            given.resumed_by,
+            given.reason,
+            agreed,
+            total,
+        )
+        attempt += 1
 
 
 def run_phase(
@@ -75,16 +112,7 @@ def run_phase(
         mark_waiting(cycle_id, phase)
         logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)
         crash_point("at_suspend")  # marked waiting, not yet suspended on the server
-        try:
-            resumed: ResumeInput = suspend_flow_run(wait_for_input=ResumeInput, key=key)
-        except Pause:
-            crash_point("after_suspend")  # suspended on the server, this process not yet gone
-            raise
-        # Here only when this key was already resumed: by the last signature, or by an operator.
-        _, agreed, total = wait_state(cycle_id, phase)
-        if agreed < total:
-            logger.warning("Resumed by %s without all receipts: %s", resumed.resumed_by, resumed.reason)
-            resumed_without_all = True
+        agreed, total, resumed_without_all = _wait_for_receipts(cycle_id, phase, key)
         steps.publish_receipts(config, cycle_id, year, phase)
 
     overridden = gate_overridden or resumed_without_all

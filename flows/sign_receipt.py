@@ -50,6 +50,8 @@ def sign_receipt(
         operator_reason=operator_reason if operator_reason else None,
     )
     receipt = dispute(cfg, req) if decision == "dispute" else sign(cfg, req)
-    resumed = resume_if_ready(receipt.cycle_id, receipt.phase, req.actor)
+    # Never fails a run whose signature is committed: a run resumed by someone else first, crashed or
+    # unknown to this Prefect server is handled there (restarted from its deployment, or audited).
+    resumed = resume_if_ready(receipt.cycle_id, receipt.phase, req.actor, config=config)
     get_run_logger().info("Receipt %s is now %s; phase resumed: %s", receipt.id, receipt.state, resumed)
     return {"receipt_id": receipt.id, "state": str(receipt.state), "phase_resumed": resumed}
