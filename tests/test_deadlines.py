@@ -1009,3 +1009,42 @@ def test_the_sweep_resumes_a_phase_whose_last_receipt_came_before_it_paused(
     with session_scope() as s:
         s.exec(update(PhaseRun).where(PhaseRun.cycle_id == cycle_id).values(state=PhaseState.COMPLETED))  # type: ignore[call-overload]
     assert deadline_watch(as_of=D, config=str(config_path))["resumed"] == []
+
+
+def test_the_flow_publishes_each_overlapping_cycle_its_own_artifacts(
+    prefect_api: None, app_env: Path, config_path: Path, cfg: OrgConfig, smtp: SmtpServer
+) -> None:
+    """One morning with three plan years active: one progression table, receipt table and summary per
+    plan year, each holding only its own cycle's milestones, receipts and urgent items."""
+    from flows.deadline_watch import deadline_watch
+
+    cycle_ids, _, _ = _overlapping_cycles(cfg, None)  # nothing resolved yet: every cycle has something late
+    smtp.start()
+    day = date(2030, 2, 26)
+    result = deadline_watch(as_of=day, config=str(config_path))
+    assert result["cycles"] == [2029, 2030, 2031] and result["reminders"] > 0 and result["escalations"] > 0
+    urgent = {  # what each cycle has due on that day: its own and nothing else
+        2029: {"arsredovisning (Regionfullmäktige)", "Årsredovisningen beslutad"},
+        2030: {"verksamhetsplan (Hälso- och sjukvårdsförvaltningen)"},
+        2031: {"Planeringsunderlag klart"},
+    }
+    everything = set().union(*urgent.values())
+    with session_scope() as s:
+        for year in result["cycles"]:
+            cycle_id = cycle_ids[year]
+            progression = _table(f"processlage-region-testby-{year}")
+            assert progression == progression_rows(s, cfg, cycle_id, day)
+            wheel = resolve_wheel(cfg, year)
+            assert {r["sista dag"] for r in progression} == {wheel[m.id].isoformat() for m in cfg.wheel.milestones}
+            receipts = _table(f"kvittenser-region-testby-{year}")
+            assert receipts == receipt_rows(s, cfg, cycle_id)
+            own = {r.id for r in s.exec(select(Receipt).where(Receipt.cycle_id == cycle_id))}
+            assert {int(r["id"]) for r in receipts} == own and own
+            md = _artifact(f"tidsfrister-region-testby-{year}").data
+            assert md.startswith(f"# Tidsfrister – Region Testby, planår {year}")
+            for what in urgent[year]:
+                assert f"| {what} |" in md, (year, what)
+            for what in everything - urgent[year]:
+                assert f"| {what} |" not in md, (year, what)
+        keyed = {(n.cycle_id, n.key.split("/")[1]) for n in s.exec(select(Notification))}
+    assert keyed == {(cycle_ids[year], str(year)) for year in (2029, 2030, 2031)}
