@@ -1,6 +1,8 @@
 """The whole receipt path through a served deployment: distribute → suspend → sign (one dispute, a
-new version) → the serving process is restarted while suspended → the last signature resumes the
-run → the next phase's gate opens."""
+new version) → a late automatic resume meant for the dispute only makes the run wait again → the
+serving process is restarted while suspended → the receivers sign with `styrkedja receipt sign`,
+whose last signature resumes the run by itself → the next phase's gate opens → an operator resumes
+the next phase from the resume form after one signature, and the run completes it, audited once."""
 
 from __future__ import annotations
 
@@ -11,16 +13,19 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect_server import children, deployed, run_state, start_serving, stop, wait_for
 from sqlmodel import select
+from typer.testing import CliRunner
 
 from config.loader import load_config
+from flows.cli import app
 from flows.registry import PHASE_FLOWS, deployment_name
 from models.db import session_scope
 from models.tables import AuditEntry, PhaseRun, Receipt, ReceiptState
 from tasks.receipts import SignRequest, code_for, dispute, gate_missing, sign
-from tasks.waiting import resume_if_ready
+from tasks.waiting import OVERRIDE_ACTION, _resume, resume_if_ready
 
 YEAR = 2030
 pytestmark = pytest.mark.slow
@@ -31,8 +36,11 @@ def _receipts(phase: str) -> list[Receipt]:
         return list(s.exec(select(Receipt).where(Receipt.phase == phase).order_by(Receipt.id)))
 
 
-def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api, app_env: Path):
+def test_suspended_phase_resumes_on_last_signature_across_a_restart(
+    prefect_api, app_env: Path, monkeypatch: pytest.MonkeyPatch
+):
     cfg = load_config("region")
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the CLI finds the server so
     env = {
         **os.environ,
         "PREFECT_API_URL": PREFECT_API_URL.value(),
@@ -71,6 +79,16 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
             log,
         )
         wait_for(lambda: run_state(fr.id) == StateType.PAUSED, 120, "the phase to suspend again", log, fr.id)
+        # A signature that came just after the dispute decided to resume for it, and reaches the run
+        # only now that it waits for version 2: an automatic resume while receipts are outstanding is
+        # no override, so the run waits again (before: completed, "overridden", with no audit entry).
+        late = {"reason": "En kvittens bestreds; en ny version ska skickas", "resumed_by": "sen", "override": False}
+        assert _resume(str(fr.id), late, wait_s=0) == "resumed"
+        assert run_state(fr.id) != StateType.PAUSED
+        wait_for(lambda: run_state(fr.id) == StateType.PAUSED, 120, "the phase to wait again", log, fr.id)
+        with session_scope() as s:
+            run = s.exec(select(PhaseRun).where(PhaseRun.phase == "planning_prerequisites")).one()
+        assert run.state == "waiting" and not run.overridden
         # The suspended run's process exits just after reporting PAUSED; a SIGTERM before then would
         # reach a flow process rather than an idle runner, which is a different scenario.
         wait_for(lambda: not children(serving.pid), 30, "the suspended run's process to exit", log)
@@ -80,11 +98,17 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
         serving = start_serving(env, log)
         wait_for(deployed, 90, "deployments to register again", log)
 
+        # The receivers sign with the command line; its last signature resumes the run by itself.
+        outputs = []
         for r in _receipts("planning_prerequisites"):
             if r.state == ReceiptState.ISSUED:
-                sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
-                resumed = resume_if_ready(r.cycle_id, "planning_prerequisites", "test", wait_s=0)
-        assert resumed, f"the last signature did not resume the run (state {run_state(fr.id)})"
+                signer = cfg.unit(r.receiver_unit).signatories[0].id
+                args = ["receipt", "sign", str(r.id), "--signatory", signer, "--code", code_for(r.key)]
+                result = CliRunner().invoke(app, [*args, "--config", "region"])
+                assert result.exit_code == 0, result.output
+                outputs.append(result.output)
+        assert "phase planning_prerequisites resumed" in outputs[-1], outputs
+        assert not any("resumed" in o for o in outputs[:-1]), outputs
         wait_for(lambda: run_state(fr.id) == StateType.COMPLETED, 180, "the resumed phase to complete", log, fr.id)
 
         rows = _receipts("planning_prerequisites")
@@ -103,19 +127,25 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(prefect_api,
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
         assert len(runs) == 1
 
-        # An operator resumes the next phase without its receipts: a reason is required and audited.
+        # An operator resumes the next phase without its receipts from the Prefect UI's resume form
+        # (reason and name; the override box at its default), after one committee has signed: the
+        # run finds its key (the same receipts) resumed and completes, and audits the override once.
         fb = run_deployment(
             deployment_name(PHASE_FLOWS["committee_feedback"]), parameters={"year": YEAR, "config": "region"}, timeout=0
         )
         wait_for(lambda: run_state(fb.id) == StateType.PAUSED, 120, "committee feedback to suspend", log)
+        one = _receipts("committee_feedback")[0]
+        sign(cfg, SignRequest(one.id, cfg.unit(one.receiver_unit).signatories[0].id, code_for(one.key)))
         reason = "Återkopplingen lämnades muntligt i styrdialogen; protokollförd § 41"
-        assert resume_if_ready(first.cycle_id, "committee_feedback", "Eva Operatör", force_reason=reason)
-        wait_for(lambda: run_state(fb.id) == StateType.COMPLETED, 120, "the overridden phase to complete", log)
+        resume_flow_run(fb.id, run_input={"reason": reason, "resumed_by": "Eva Operatör"})
+        wait_for(lambda: run_state(fb.id) == StateType.COMPLETED, 120, "the overridden phase to complete", log, fb.id)
         with session_scope() as s:
             run = s.exec(select(PhaseRun).where(PhaseRun.phase == "committee_feedback")).one()
-            entry = s.exec(select(AuditEntry).where(AuditEntry.action == "phase_resumed_override")).one()
+            entry = s.exec(select(AuditEntry).where(AuditEntry.action == OVERRIDE_ACTION)).one()
         assert run.state == "completed" and run.overridden
-        assert entry.actor == "Eva Operatör" and entry.reason == reason
-        assert all(r.state == ReceiptState.ISSUED for r in _receipts("committee_feedback"))
+        assert entry.actor == "Eva Operatör" and entry.reason == reason and entry.phase == "committee_feedback"
+        assert (entry.subject or "").startswith(f"{fb.id}/receipts-")
+        assert entry.detail["agreed"] == 1 and entry.detail["total"] == len(_receipts("committee_feedback"))
+        assert sum(r.state == ReceiptState.ISSUED for r in _receipts("committee_feedback")) == entry.detail["total"] - 1
     finally:
         stop(serving)
