@@ -81,8 +81,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-@pytest.mark.slow
-def test_phase_runs_on_a_process_worker(prefect_api, app_env: Path):
+def _pool_and_worker(log: Path) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
+    """The process work pool and a worker polling it; the environment the `prefect` CLI runs with."""
     env = {k: v for k, v in os.environ.items() if k != "STYRKEDJA_ROOT"}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
 
@@ -94,16 +94,22 @@ def test_phase_runs_on_a_process_worker(prefect_api, app_env: Path):
         )
     # A worker as on another machine: its own process and working directory, the checkout named by
     # STYRKEDJA_ROOT, polling every second. Started first, so its start-up overlaps the deploy.
-    log = app_env / "worker.log"
     worker = subprocess.Popen(
         [PREFECT, "worker", "start", "--pool", POOL, "--limit", "2"],
-        cwd=app_env,
+        cwd=log.parent,
         env={**env, "STYRKEDJA_ROOT": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    return env, worker
+
+
+@pytest.mark.slow
+def test_phase_runs_on_a_process_worker(prefect_api, app_env: Path):
+    log = app_env / "worker.log"
+    env, worker = _pool_and_worker(log)
     try:
         # The real file, one deployment of it: what `prefect deploy --all` does for each.
         _prefect(["--no-prompt", "deploy", "--name", "preparation"], env)
@@ -138,3 +144,69 @@ def test_phase_runs_on_a_process_worker(prefect_api, app_env: Path):
     assert {r.document_id for r in receipts} <= {d.id for d in docs}
     # wait=False: recorded as waiting for its receipts, by the worker's flow run
     assert phase_run.state == "waiting" and phase_run.flow_run_id == str(fr.id)
+
+
+def _until(predicate, timeout: float, what: str, worker: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise AssertionError(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.5)
+    return value
+
+
+@pytest.mark.slow
+def test_a_waiting_phase_holds_no_worker_and_resumes_on_the_pool(prefect_api, app_env: Path):
+    """wait=True on the pool: the run suspends, its flow process exits (a phase waiting for weeks
+    holds no worker slot), and the last signature puts the same run back on the pool to complete."""
+    from prefect_server import children
+
+    from config.loader import load_config
+    from tasks.receipts import SignRequest, code_for, sign
+    from tasks.waiting import resume_if_ready
+
+    log = app_env / "worker.log"
+    env, worker = _pool_and_worker(log)
+    try:
+        _prefect(["--no-prompt", "deploy", "--name", "preparation"], env)
+        params = {"year": YEAR + 1, "config": "region"}  # a year of its own among the deployment's runs
+        fr = run_deployment("preparation/preparation", parameters=params, timeout=0)
+        _until(lambda: _state(fr.id) == StateType.PAUSED, 120, "the phase to suspend", worker, log)
+        _until(lambda: not children(worker.pid), 30, "the suspended run's flow process to exit", worker, log)
+        assert worker.poll() is None  # the worker itself goes on polling
+
+        cfg = load_config("region")
+        with session_scope() as s:
+            receipts = list(s.exec(select(Receipt).where(Receipt.phase == "preparation")))
+            phase_run = s.exec(select(PhaseRun).where(PhaseRun.phase == "preparation")).one()
+        assert receipts and all(r.state == ReceiptState.ISSUED for r in receipts)
+        assert phase_run.state == "waiting" and phase_run.flow_run_id == str(fr.id)
+        for n, r in enumerate(receipts, start=1):
+            sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
+            assert resume_if_ready(r.cycle_id, "preparation", "test", wait_s=0) == (n == len(receipts))
+
+        _until(
+            lambda: _state(fr.id) in {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED},
+            120,
+            "the resumed phase to finish",
+            worker,
+            log,
+        )
+        assert _state(fr.id) == StateType.COMPLETED, log.read_text(errors="replace")[-4000:]
+    finally:
+        _stop(worker)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(fr.id)
+        dep = client.read_deployment_by_name("preparation/preparation")
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+        history = [st.name for st in client.read_flow_run_states(fr.id)]
+    assert run.work_pool_name == POOL
+    # suspended, then picked up from the pool a second time: two flow processes, one flow run
+    assert "Suspended" in history and history.count("Running") == 2 and history[-1] == "Completed", history
+    assert [r.id for r in runs if r.parameters.get("year") == YEAR + 1] == [fr.id]  # the same run, no new one
+    with session_scope() as s:
+        phase_run = s.exec(select(PhaseRun).where(PhaseRun.phase == "preparation")).one()
+        assert s.exec(select(func.count()).select_from(Receipt)).one() == len(receipts)
+    assert phase_run.state == "completed" and not phase_run.overridden and phase_run.flow_run_id == str(fr.id)
