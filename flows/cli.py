@@ -204,6 +204,7 @@ def run(
 
         from flows.registry import PHASE_FLOWS, deployment_name
 
+        _check_gate_before_trigger(cfg, y, pid, override, actor)
         fr = run_deployment(deployment_name(PHASE_FLOWS[pid]), parameters=params, timeout=0)
         out.print(f"triggered {pid} for {y}: flow run {fr.id}\n{local_server.ui_url()}/runs/flow-run/{fr.id}")
         return
@@ -212,6 +213,34 @@ def run(
     params["wait"] = False
     result = _run_flow_reporting_user_errors(PHASE_FLOWS[pid], params)
     _print_summary([result])
+
+
+def _check_gate_before_trigger(cfg: Any, year: int, pid: str, override: bool, actor: str) -> None:
+    """Through a deployment the phase would refuse in the serving process, where the user never
+    sees it: check the gate here first and refuse the same way as a run in this process (the same
+    list of missing receipts, the same audit entry, exit 2). An override (with its reason, checked
+    before) goes on to the deployment, whose run audits it."""
+    from models.db import session_scope
+    from models.errors import GateNotMetError
+    from tasks.audit import audit
+    from tasks.cycle import get_cycle
+    from tasks.receipts import gate_missing
+
+    with session_scope() as s:
+        cycle = get_cycle(s, cfg, year)
+        # No cycle yet: nothing is issued, so every required phase is missing (ids start at 1).
+        missing = gate_missing(s, cycle.id if cycle is not None and cycle.id is not None else 0, pid)
+        if not missing or override:
+            return
+        audit(
+            s,
+            actor=actor,
+            action="gate_refused",
+            cycle_id=cycle.id if cycle is not None else None,
+            phase=pid,
+            detail={"missing": missing[:200]},
+        )
+    raise GateNotMetError(pid, missing)
 
 
 def _check_templates(cfg: Any, year: int, pid: str, occasion: str | None) -> None:
@@ -264,15 +293,25 @@ def status(
     year: YearOpt = None,
     config: ConfigOpt = None,
     phase: Annotated[str | None, typer.Option(help="Show this phase's receipts one by one.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The day the milestone states are for, e.g. 2027-03-01 (as `watch --as-of`); default: today.",
+        ),
+    ] = None,
 ) -> None:
-    """Where the cycle stands: each phase's window, state and receipts (the same rows as the UI artifacts)."""
-    from flows.cli_calendar import print_progression
+    """Where the cycle stands: each phase's window, state and receipts, and every milestone's state on
+    a day (the same rows as the UI artifacts; the deadline watch's `processlage` for the same --as-of)."""
+    from flows.cli_calendar import _parse_day, print_progression
     from models.db import session_scope
     from tasks.calendar import today_stockholm
     from tasks.cycle import get_cycle
     from tasks.progress import phase_statuses, progression, receipt_rows
 
+    day = _parse_day(as_of, "--as-of")
     cfg = _cfg(config)
+    pid = _phase_id(phase) if phase else None
     _db()
     y = _year(cfg, year)
     with session_scope() as s:
@@ -281,8 +320,8 @@ def status(
             out.print(f"No cycle for {y} yet: start it with `styrkedja run preparation --year {y}`.")
             return
         statuses = phase_statuses(s, cfg, cycle.id, y)  # type: ignore[arg-type]
-        rows = receipt_rows(s, cfg, cycle.id, _phase_id(phase)) if phase else []  # type: ignore[arg-type]
-        today = today_stockholm()
+        rows = receipt_rows(s, cfg, cycle.id, pid) if pid else []  # type: ignore[arg-type]
+        today = day or today_stockholm()
         milestones = progression(s, cfg, cycle.id, today)  # type: ignore[arg-type]
     t = Table("phase", "window", "state", "receipts agreed", title=f"{cfg.organisation.name}, plan year {y}")
     for st in statuses:
@@ -447,7 +486,9 @@ def receipt_sign(
 @user_errors
 def receipt_dispute(
     receipt_id: Annotated[int, typer.Argument(help="Receipt id.")],
-    comment: Annotated[str, typer.Option(help="What the sender must change (required).")],
+    # Optional here so that a dispute without a comment reaches the receipt rules, which refuse it
+    # in one line and record the attempt in the audit log (a missing option would not be audited).
+    comment: Annotated[str | None, typer.Option(help="What the sender must change (required).")] = None,
     signatory: SignatoryOpt = None,
     code: CodeOpt = None,
     on_behalf: OnBehalfOpt = False,
@@ -537,9 +578,9 @@ def init_db() -> None:
 
 def _register_extensions() -> None:
     """Commands that live in their own modules: returns, calendars and deadlines, archives, raised items."""
-    from flows import cli_archive, cli_calendar, cli_followup, cli_returns
+    from flows import cli_archive, cli_calendar, cli_followup, cli_outbox, cli_returns
 
-    for module in (cli_returns, cli_calendar, cli_archive, cli_followup):
+    for module in (cli_returns, cli_calendar, cli_archive, cli_followup, cli_outbox):
         module.register(app)
 
 

@@ -61,13 +61,17 @@ __all__ = [
     "MAX_ATTEMPTS",
     "ChannelConfigError",
     "DeliveryReport",
+    "OutboxEntry",
+    "Requeued",
     "apprise_url",
     "backoff",
     "deliver_outbox",
+    "list_outbox",
     "mask_secrets",
     "notifications_for_unit",
     "queue_notification",
     "render_message",
+    "requeue_failed",
 ]
 
 log = logging.getLogger(__name__)
@@ -908,3 +912,158 @@ def _record_failure(
     else:
         report.retried += 1
         log.warning("notification %s attempt %d failed, retry later: %s", item.key, item.attempts, text)
+
+
+# -- operators: what the outbox holds, failed rows back in the queue ----------------------------
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox row as an operator sees it; `last_error` is masked again for display."""
+
+    id: int
+    key: str
+    unit: str
+    channel_id: str
+    channel_kind: str  # email, mqtt, webhook, ...; "?" for a channel no longer configured
+    subject: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None  # when a pending row is tried next; None once sent or failed
+    sent_at: datetime | None
+    last_error: str
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; every stored time is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _entry(cfg: OrgConfig, row: Notification) -> OutboxEntry:
+    channel = next((c for c in cfg.channels if c.id == row.channel_id), None)
+    secrets = _channel_secrets(channel, os.environ) if channel is not None else []
+    return OutboxEntry(
+        id=row.id,  # type: ignore[arg-type]
+        key=row.key,
+        unit=row.recipient_unit,
+        channel_id=row.channel_id,
+        channel_kind=channel.kind if channel is not None else "?",
+        subject=row.subject,
+        state=str(row.state),
+        attempts=row.attempts,
+        next_attempt_at=_as_utc(row.next_attempt_at) if row.state == NotificationState.PENDING else None,
+        sent_at=_as_utc(row.sent_at),
+        last_error=mask_secrets(row.last_error, secrets),
+    )
+
+
+def list_outbox(
+    cfg: OrgConfig,
+    url: str | None = None,
+    *,
+    state: str | None = None,
+    unit: str | None = None,
+    ids: Iterable[int] | None = None,
+    limit: int | None = None,
+) -> tuple[list[OutboxEntry], int]:
+    """The outbox rows (optionally of one state, one recipient unit, these ids) in id order, at most
+    the latest `limit` of them; and how many rows match in all."""
+    if state is not None and state not in {s.value for s in NotificationState}:
+        raise ValueError(f"unknown notification state {state!r}")
+
+    def fn(session: Session) -> tuple[list[OutboxEntry], int]:
+        where = []
+        if state is not None:
+            where.append(Notification.state == state)
+        if unit is not None:
+            where.append(Notification.recipient_unit == unit)
+        if ids is not None:
+            where.append(Notification.id.in_(list(ids)))  # type: ignore[union-attr]
+        total = int(session.exec(select(func.count()).select_from(Notification).where(*where)).one())  # type: ignore[call-overload]
+        query = select(Notification).where(*where).order_by(Notification.id.desc())  # type: ignore[union-attr]
+        if limit is not None:
+            query = query.limit(max(int(limit), 0))
+        rows = list(session.exec(query))
+        return [_entry(cfg, r) for r in reversed(rows)], total
+
+    return with_retry(fn, url)
+
+
+@dataclass(frozen=True)
+class Requeued:
+    id: int
+    key: str
+    attempts: int  # the attempts it had failed after
+
+
+def requeue_failed(
+    cfg: OrgConfig,
+    url: str | None = None,
+    *,
+    ids: Iterable[int] | None = None,
+    actor: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> list[Requeued]:
+    """Put failed rows back in the queue: pending, due now, with a fresh series of attempts and
+    backoff; each one audited (`notification_requeued`, with the attempts and the masked last error).
+
+    `ids=None`: every failed row. Named ids must all exist and be failed, else nothing changes and
+    a UserError names the first that is not. The next `deliver_outbox` sends them.
+    """
+    from models.errors import NotFoundError, UserError
+    from tasks.audit import audit  # late: keeps this module's imports to models and config
+
+    at = _aware(now) or utcnow()
+    wanted = None if ids is None else list(dict.fromkeys(int(i) for i in ids))
+
+    def fn(session: Session) -> list[Requeued]:
+        if wanted is None:
+            rows = list(
+                session.exec(
+                    select(Notification).where(Notification.state == NotificationState.FAILED).order_by(Notification.id)  # type: ignore[arg-type]
+                )
+            )
+        else:
+            rows = []
+            for nid in wanted:
+                row = session.get(Notification, nid) if 0 < nid < 2**63 else None
+                if row is None:
+                    raise NotFoundError(f"notification: no notification with id {nid}")
+                if row.state != NotificationState.FAILED:
+                    raise UserError(
+                        f"notification {nid}: state {row.state}, not failed; only failed notifications are retried "
+                        "(pending ones are retried by themselves)"
+                    )
+                rows.append(row)
+        done: list[Requeued] = []
+        for row in rows:
+            # Compare-and-set: a row another operator requeued (and maybe sent) meanwhile is left alone.
+            result = session.exec(
+                update(Notification)
+                .where(Notification.id == row.id, Notification.state == NotificationState.FAILED)
+                .values(state=NotificationState.PENDING, attempts=0, next_attempt_at=at)
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:
+                continue
+            entry = _entry(cfg, row)
+            audit(
+                session,
+                actor=actor,
+                action="notification_requeued",
+                cycle_id=row.cycle_id,
+                subject=row.key,
+                reason=reason.strip() if reason and reason.strip() else None,
+                detail={
+                    "notification_id": row.id,
+                    "attempts": row.attempts,
+                    "last_error": _clip(entry.last_error, 500),
+                },
+            )
+            done.append(Requeued(row.id, row.key, row.attempts))  # type: ignore[arg-type]
+        return done
+
+    return with_retry(fn, url)
