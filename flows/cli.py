@@ -336,7 +336,11 @@ def status(
 
 
 def _receipt_table(rows: list[dict[str, str]], title: str) -> None:
-    t = Table(*rows[0].keys(), title=title)
+    t = Table(title=title)
+    for name in rows[0]:
+        # Names, states and dates whole on one line; the free text (who signed, comment) wraps.
+        wraps = name in {"signerad av", "kommentar"}
+        t.add_column(name, no_wrap=not wraps, overflow="fold", ratio=1 if wraps else None)
     for r in rows:
         t.add_row(*r.values())
     out.print(t)
@@ -410,7 +414,7 @@ def receipt_show(receipt_id: Annotated[int, typer.Argument(help="Receipt id.")],
         ("purpose", r.purpose),
         ("deadline", str(r.deadline)),
         ("state", str(r.state)),
-        ("signed by", f"{r.signed_by or '-'} {r.signed_at or ''}"),
+        ("signed by", f"{r.signed_by or '-'} {r.signed_at:%Y-%m-%d %H:%M}" if r.signed_at else r.signed_by or "-"),
         ("on behalf, reason", r.on_behalf_reason or "-"),
         ("comment", r.comment or "-"),
     ]:

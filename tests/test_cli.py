@@ -115,3 +115,189 @@ def test_argument_mistakes_exit_2_with_one_line(tmp_path: Path, args: list[str],
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert text in proc.stderr and "Traceback" not in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+# -- receipts on the command line, against the application database -----------------------------
+
+YEAR = 2028
+
+
+def _cli_table(output: str) -> list[dict[str, str]]:
+    """The rows of a Rich table printed by the CLI: the header row (┃) names the cells; a row
+    folded over several lines (empty first cell) is joined back, cell by cell, with spaces."""
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    for line in output.splitlines():
+        if line.startswith("┃"):
+            header = [c.strip() for c in line.strip("┃").split("┃")]
+            continue
+        if not header or not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if cells[0]:
+            rows.append(dict.fromkeys(header, ""))
+        if rows:
+            for name, cell in zip(header, cells, strict=True):
+                if cell:
+                    rows[-1][name] = f"{rows[-1][name]} {cell}".strip()
+    return rows
+
+
+@pytest.fixture
+def issued(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The planning prerequisites handed to every committee of the sample region: the receipt ids."""
+    from sqlmodel import select
+
+    from config.loader import load_config
+    from models.db import session_scope
+    from models.tables import Receipt
+    from tasks.cycle import prepare_cycle
+    from tasks.distribution import distribute
+    from tasks.handoffs import handoffs_for_phase
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # no Prefect server: nothing to resume
+    cfg = load_config("region")
+    cycle_id = prepare_cycle(cfg, YEAR)
+    phase = "planning_prerequisites"
+    distribute(cfg, cycle_id, phase, handoffs_for_phase(cfg, YEAR, phase), app_env / "output", actor="test")
+    with session_scope() as s:
+        return [r.id for r in s.exec(select(Receipt).order_by(Receipt.id))]  # type: ignore[misc]
+
+
+def _receipt(receipt_id: int):  # type: ignore[no-untyped-def]
+    from models.db import session_scope
+    from models.tables import Receipt
+
+    with session_scope() as s:
+        r = s.get(Receipt, receipt_id)
+        assert r is not None
+        s.expunge(r)
+        return r
+
+
+def _audit(action: str) -> list:  # type: ignore[type-arg]
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.tables import AuditEntry
+
+    with session_scope() as s:
+        rows = list(s.exec(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
+        for row in rows:
+            s.expunge(row)
+        return rows
+
+
+def _signatory(receipt_id: int) -> tuple[str, str]:
+    from config.loader import load_config
+
+    signatory = load_config("region").unit(_receipt(receipt_id).receiver_unit).signatories[0]
+    return signatory.id, signatory.name
+
+
+def test_receipt_sign_with_the_signatory_and_one_time_code(issued: list[int]) -> None:
+    from tasks.receipts import code_for
+
+    rid = issued[0]
+    r = _receipt(rid)
+    signatory, name = _signatory(rid)
+    result = runner.invoke(
+        app, ["receipt", "sign", str(rid), "--signatory", signatory, "--code", code_for(r.key), "--config", "region"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"receipt {rid}: agreed by {name} ({r.receiver_unit})"
+    after = _receipt(rid)
+    assert (after.state, after.signed_by, after.code_hash) == ("agreed", f"{name} ({r.receiver_unit})", None)
+    assert [(a.subject, a.actor) for a in _audit("receipt_agreed")] == [(r.key, f"{name} ({r.receiver_unit})")]
+
+    # The code is single use: the same command again is refused in one line, nothing changes.
+    again = runner.invoke(
+        app, ["receipt", "sign", str(rid), "--signatory", signatory, "--code", code_for(r.key), "--config", "region"]
+    )
+    assert again.exit_code == 2 and again.stdout == ""
+    assert again.stderr.strip() == f"error: receipt {rid}: already agreed; nothing was changed"
+    assert _receipt(rid).signed_at == after.signed_at
+
+
+def test_receipt_dispute_needs_a_comment_refused_and_audited_without_one(issued: list[int]) -> None:
+    from tasks.receipts import code_for
+
+    rid = issued[1]
+    r = _receipt(rid)
+    signatory, name = _signatory(rid)
+    base = ["receipt", "dispute", str(rid), "--signatory", signatory, "--code", code_for(r.key), "--config", "region"]
+
+    refused = runner.invoke(app, base)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    message = f"receipt {rid}: a dispute needs a comment saying what must change"
+    assert refused.stderr.strip() == f"error: {message}"
+    assert _receipt(rid).state == "issued" and _receipt(rid).code_hash == r.code_hash  # unchanged, code unused
+    assert [(a.subject, a.reason) for a in _audit("refused_disputed")] == [(f"receipt {rid}", message)]
+    assert _audit("receipt_disputed") == []
+
+    disputed = runner.invoke(app, [*base, "--comment", "Ramen saknar indexuppräkning för läkemedel."])
+    assert disputed.exit_code == 0, disputed.output
+    assert disputed.output.strip() == f"receipt {rid}: disputed by {name} ({r.receiver_unit})"
+    after = _receipt(rid)
+    assert (after.state, after.comment) == ("disputed", "Ramen saknar indexuppräkning för läkemedel.")
+    assert [a.detail["comment"] for a in _audit("receipt_disputed")] == [after.comment]
+
+
+def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) -> None:
+    from config.loader import load_config
+    from models.tables import ReceiptState
+    from tasks.progress import STATE_SV
+    from tasks.receipts import SignRequest, code_for, dispute, sign
+
+    cfg = load_config("region")
+    agreed, disputed = issued[0], issued[1]
+    sign(cfg, SignRequest(agreed, _signatory(agreed)[0], code_for(_receipt(agreed).key), comment="Tydligt."))
+    dispute(cfg, SignRequest(disputed, _signatory(disputed)[0], code_for(_receipt(disputed).key), comment="Fel ram."))
+
+    listed = runner.invoke(app, ["receipt", "list", "--year", str(YEAR), "--config", "region"])
+    assert listed.exit_code == 0, listed.output
+    shown = _cli_table(listed.output)
+    expected = []
+    for rid in issued:
+        r = _receipt(rid)
+        expected.append(
+            {
+                "id": str(r.id),
+                "fas": "Planeringsförutsättningar",
+                "ämne": r.topic,
+                "från": r.sender_unit,
+                "till": r.receiver_unit,
+                "version": "1",
+                "status": STATE_SV[ReceiptState(r.state)],
+                "sista dag": r.deadline.isoformat(),
+                "signerad av": r.signed_by or "",
+                "kommentar": r.comment or "",
+            }
+        )
+    assert shown == expected
+    assert [row["status"] for row in shown[:2]] == ["överens", "bestriden"]
+    assert {row["status"] for row in shown[2:]} == {"utfärdad"} and len(shown) > 2
+
+    only_agreed = _cli_table(runner.invoke(app, ["receipt", "list", "--state", "agreed", "--config", "region"]).output)
+    assert [row["id"] for row in only_agreed] == [str(agreed)]
+    unit = _receipt(disputed).receiver_unit
+    of_unit = _cli_table(runner.invoke(app, ["receipt", "list", "--unit", unit, "--config", "region"]).output)
+    assert [row["id"] for row in of_unit] == [str(disputed)]
+
+    r = _receipt(disputed)
+    show = runner.invoke(app, ["receipt", "show", str(disputed), "--config", "region"])
+    assert show.exit_code == 0, show.output
+    fields = {
+        cells[0]: cells[1]
+        for cells in (ln.strip("│ ").split("│") for ln in show.output.splitlines())
+        if len(cells) == 2
+    }
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["key"] == r.key
+    assert fields["handoff"] == f"{r.sender_unit} → {r.receiver_unit} (down)"
+    assert (fields["phase"], fields["version"], fields["state"]) == ("planning_prerequisites", "1", "disputed")
+    assert fields["content hash"] == r.content_hash and fields["deadline"] == r.deadline.isoformat()
+    assert fields["signed by"].startswith(r.signed_by) and fields["comment"] == "Fel ram."
+    assert fields["document"].endswith(".docx") and r.receiver_unit in fields["document"]
+    history = [ln.split(" by ")[0].split()[-1] for ln in show.output.splitlines() if ln.startswith("  20")]
+    assert history == ["receipt_issued", "receipt_disputed"]
