@@ -301,3 +301,89 @@ def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) 
     assert fields["document"].endswith(".docx") and r.receiver_unit in fields["document"]
     history = [ln.split(" by ")[0].split()[-1] for ln in show.output.splitlines() if ln.startswith("  20")]
     assert history == ["receipt_issued", "receipt_disputed"]
+
+
+# -- the gate, when the phase is triggered through its deployment -----------------------------------
+
+
+def _flow_runs(deployment_id: object) -> list:  # type: ignore[type-arg]
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def test_run_through_the_deployment_refuses_a_gate_not_met_like_a_run_here(
+    prefect_api: None, issued: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`styrkedja run` with deployments registered takes the deployment path; the gate is checked
+    before anything is triggered, with the same one-line list of missing receipts as --local."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from config.loader import load_config
+    from flows import local_server
+    from flows.registry import OTHER_FLOWS, PHASE_FLOWS
+    from models.db import session_scope
+    from tasks.receipts import SignRequest, code_for, gate_missing, sign
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the CLI finds this server
+    flows = (OTHER_FLOWS["sign_receipt"], PHASE_FLOWS["committee_feedback"])
+    deployment_ids = [f.to_deployment(name=f.name).apply() for f in flows]
+    assert local_server.is_healthy() and local_server.deployments_registered()
+    cfg = load_config("region")
+    agreed = _receipt(issued[0])
+    sign(cfg, SignRequest(agreed.id, _signatory(agreed.id)[0], code_for(agreed.key)))  # type: ignore[arg-type]
+    with session_scope() as s:
+        missing = gate_missing(s, agreed.cycle_id, "committee_feedback")
+    assert len(missing) == len(issued) - 1 and all(" is issued, due 2027-03-23" in m for m in missing)
+
+    try:
+        args = ["run", "committee-feedback", "--year", str(YEAR), "--config", "region"]
+        through = runner.invoke(app, args)
+        assert through.exit_code == 2, through.output
+        assert through.stdout == "" and "triggered" not in through.output
+        lines = through.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: phase 'committee_feedback' cannot start: {len(missing)} receipt(s) missing: "
+        )
+        assert all(m in lines[0] for m in missing) and lines[0].endswith(
+            '(use --override --reason "..." to proceed anyway)'
+        )
+        assert _flow_runs(deployment_ids[1]) == []  # nothing triggered
+        refusals = _audit("gate_refused")
+        assert [(a.phase, a.cycle_id, a.detail["missing"]) for a in refusals] == [
+            ("committee_feedback", agreed.cycle_id, missing)
+        ]
+
+        # The same refusal as the phase gives in this process.
+        here = runner.invoke(app, [*args, "--local"])
+        assert here.exit_code == 2, here.output
+        assert here.stderr == through.stderr
+        assert len(_audit("gate_refused")) == 2
+
+        # A plan year without a cycle: every receipt of the phase before is missing.
+        fresh = runner.invoke(app, ["run", "committee-feedback", "--year", str(YEAR + 1), "--config", "region"])
+        assert fresh.exit_code == 2
+        assert fresh.stderr.strip() == (
+            "error: phase 'committee_feedback' cannot start: 1 receipt(s) missing: planning_prerequisites: no "
+            "receipts issued yet (run phase 'planning_prerequisites' first) "
+            '(use --override --reason "..." to proceed anyway)'
+        )
+        assert [(a.phase, a.cycle_id) for a in _audit("gate_refused")][2:] == [("committee_feedback", None)]
+
+        # With an override and a reason the deployment is triggered; its run audits the override.
+        overridden = runner.invoke(app, [*args, "--override", "--reason", "Beslut i RS 2027-04-02", "--no-wait"])
+        assert overridden.exit_code == 0, overridden.output
+        assert overridden.output.startswith(f"triggered committee_feedback for {YEAR}: flow run ")
+        runs = _flow_runs(deployment_ids[1])
+        assert len(runs) == 1 and str(runs[0].id) in overridden.output
+        assert runs[0].parameters["override"] is True and runs[0].parameters["reason"] == "Beslut i RS 2027-04-02"
+        assert len(_audit("gate_refused")) == 3  # the override is no refusal
+    finally:
+        with get_client(sync_client=True) as client:  # nobody serves these: leave no run behind
+            for run in _flow_runs(deployment_ids[1]):
+                client.delete_flow_run(run.id)
+            for deployment_id in deployment_ids:
+                client.delete_deployment(deployment_id)
