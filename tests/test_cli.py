@@ -37,6 +37,10 @@ COMMANDS = [
     ["calendar"],
     ["calendar", "export"],
     ["calendar", "check"],
+    ["outbox"],
+    ["outbox", "list"],
+    ["outbox", "send"],
+    ["outbox", "retry"],
 ]
 
 
