@@ -243,12 +243,25 @@ def _unique(items: list[str], what: str, file: str) -> None:
         seen.add(item)
 
 
+def _unique_ignoring_case(items: list[str], what: str, file: str) -> None:
+    """Ids name files (`HSN_aterkoppling_v1.docx`): on a Windows or macOS share `hsn` and `HSN`
+    would be one file, so ids that differ only in case are refused."""
+    seen: dict[str, str] = {}
+    for i, item in enumerate(items):
+        other = seen.setdefault(item.casefold(), item)
+        if other != item:
+            raise ConfigError(
+                file, f"{what}[{i}].id", f"id {item!r} differs from {other!r} only in case (they would share files)"
+            )
+
+
 def check_references(cfg: OrgConfig, file: str) -> None:
     level_ids = [lv.id for lv in cfg.levels]
     unit_ids = {u.id for u in cfg.units}
     channel_ids = {c.id for c in cfg.channels}
     _unique(level_ids, "levels", file)
     _unique([u.id for u in cfg.units], "units", file)
+    _unique_ignoring_case([u.id for u in cfg.units], "units", file)
     _unique([c.id for c in cfg.channels], "channels", file)
     _unique([p.id for p in cfg.wheel.phases], "wheel.phases", file)
     _unique([g.id for g in cfg.goals], "goals", file)

@@ -852,17 +852,49 @@ def test_config_values_are_cleaned_in_documents(tmp_path: Path) -> None:
 
 
 def test_safe_filename() -> None:
-    assert safe_filename("../../etc/passwd") == "etc_passwd"
+    traversal = safe_filename("../../etc/passwd")
+    assert re.fullmatch(r"etc_passwd-[0-9a-f]{10}", traversal)
     assert "/" not in safe_filename("a/b\\c") and ".." not in safe_filename("a..b")
-    assert safe_filename("CON") == "_CON" and safe_filename("nul.txt") == "_nul.txt"
-    assert (
-        safe_filename("") == "dokument"
-        and safe_filename("...") == "dokument"
-        and safe_filename("\x00\x01") == "dokument"
-    )
+    assert re.fullmatch(r"_CON-[0-9a-f]{10}", safe_filename("CON"))
+    assert re.fullmatch(r"_nul-[0-9a-f]{10}\.txt", safe_filename("nul.txt"))
+    for empty in ("", "...", "\x00\x01"):
+        assert re.fullmatch(r"dokument-[0-9a-f]{10}", safe_filename(empty)), empty
     long = safe_filename("å" * 300 + ".docx")
     assert len(long) <= 120 and long.endswith(".docx")
+    # Names that need no cleaning are kept as they are.
     assert safe_filename("Hälso- och sjukvårdsnämnden v1.xlsx") == "Hälso- och sjukvårdsnämnden v1.xlsx"
+    assert safe_filename("HSN_aterkoppling_v1.docx") == "HSN_aterkoppling_v1.docx"
+
+
+def test_distinct_names_give_distinct_files(cfg: OrgConfig) -> None:
+    """`A__B` and `A_B` are both valid unit ids; cleaning must not make them share a file."""
+    for a, b in (
+        ("A__B_aterkoppling_v1.docx", "A_B_aterkoppling_v1.docx"),
+        ("CON", "_CON"),
+        ("a..b.docx", "a.b.docx"),
+        ("a/b.docx", "a_b.docx"),
+        ("x" * 200 + "1.docx", "x" * 200 + "2.docx"),
+        ("", "dokument"),
+    ):
+        assert safe_filename(a) != safe_filename(b), (a, b)
+    requests = [DocRequest("aterkoppling", "committee_feedback", uid) for uid in ("A__B", "A_B", "A_", "A")]
+    names = [catalog.file_name(r, "docx") for r in requests]
+    assert names[:2] == ["A__B_aterkoppling_v1.docx", "A_B_aterkoppling_v1.docx"]
+    assert len(set(names)) == len(names), names
+
+
+def test_units_with_similar_ids_get_their_own_documents(cfg: OrgConfig, tmp_path: Path) -> None:
+    ids = ("A__B", "A_B", "A_", "A")
+    extra = [Unit(id=uid, name=f"Nämnd {uid}", level="committee", parent="rf") for uid in ids]
+    wider = cfg.model_copy(update={"units": (*cfg.units, *extra)})
+    docs = {
+        uid: render(wider, PLAN_YEAR, DocRequest("aterkoppling", "committee_feedback", uid), tmp_path) for uid in ids
+    }
+    assert len({d.relpath for d in docs.values()}) == len(ids)
+    for uid, d in docs.items():
+        assert Document(tmp_path / d.relpath).core_properties.identifier == d.doc_key
+        assert d.doc_key.endswith(f"/{uid}/aterkoppling/v1")
+    assert len(list(tmp_path.rglob("*.docx"))) == len(ids)
 
 
 def test_safe_path(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ it text even when a secretary edits the cell and presses Enter.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -21,6 +22,8 @@ ELLIPSIS = "…"
 # Excel's limit for one cell's text.
 MAX_CELL_CHARS = 32_767
 MAX_FILENAME = 120
+# Hex digits of the original's SHA-256 appended to a file name that cleaning changed.
+_HASH_CHARS = 10
 
 # XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
 # \r is legal XML but we normalise line ends first, so it is dropped with the rest.
@@ -64,23 +67,35 @@ def cell_text(s: str) -> str:
 
 def safe_filename(name: str) -> str:
     """One file name component: no separators, traversal, control or reserved characters,
-    no reserved Windows device name, at most 120 characters, never empty."""
-    s = unicodedata.normalize("NFC", clean_text(str(name), 4 * MAX_FILENAME))
+    no reserved Windows device name, at most 120 characters, never empty.
+
+    Distinct inputs give distinct names: a name that passes unchanged is kept as it is, and one
+    that cleaning had to change (a character replaced, dots merged, a prefix added, cut to
+    length) gets "-" and 10 hex digits of the SHA-256 of the original before its extension, so
+    that `A__B` and `A_B`, or `CON` and `_CON`, can never land on the same file. Names that
+    differ only in case (a collision on Windows and macOS shares) are not made distinct here:
+    the configuration refuses unit ids that differ only in case, and every other part of a
+    document's file name is a lower-case constant.
+    """
+    original = name if isinstance(name, str) else str(name)
+    s = unicodedata.normalize("NFC", clean_text(original, 4 * MAX_FILENAME))
     s = _FILENAME_BAD.sub("_", s)
-    # Runs of dots and underscores collapse, so ".." can never survive, wherever it stands.
-    s = re.sub(r"[._]{2,}", lambda m: "_" if "_" in m.group() else ".", s)
+    # Runs of dots collapse, so ".." can never survive, wherever it stands. Runs of underscores
+    # stay: unit ids may hold "__", and merging them made distinct ids share a file.
+    s = re.sub(r"\.{2,}", ".", s)
     s = re.sub(r"\s+", " ", s).strip(" ._")
     if not s or not s.strip("_"):
         s = "dokument"
     if s.split(".", 1)[0].strip().upper() in _WINDOWS_RESERVED:
         s = "_" + s
-    if len(s) > MAX_FILENAME:
-        stem, dot, ext = s.rpartition(".")
-        if dot and 0 < len(ext) <= 10 and stem:
-            s = stem[: MAX_FILENAME - len(ext) - 1].rstrip(" .") + "." + ext
-        else:
-            s = s[:MAX_FILENAME].rstrip(" .")
-    return s
+    if s == original and len(s) <= MAX_FILENAME:
+        return s
+    digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    stem, dot, ext = s.rpartition(".")
+    if not (dot and stem and 0 < len(ext) <= 10 and " " not in ext):
+        stem, ext = s, ""
+    suffix = f"-{digest}" + (f".{ext}" if ext else "")
+    return stem[: MAX_FILENAME - len(suffix)].rstrip(" .") + suffix
 
 
 def safe_path(root: Path, *parts: str) -> Path:

@@ -51,6 +51,20 @@ def _loop_in_rules() -> str:
     return _replace("  milestones:\n", loop)
 
 
+_FIRST_MILESTONE = (
+    "    - id: omvarldsanalys\n"
+    "      name: Omvärldsanalys och ekonomiskt utrymme sammanställda\n"
+    "      phase: preparation\n"
+    "      owner: EKO\n"
+)
+
+
+def _case_twin() -> str:
+    # A second committee whose id differs from HSN only in case: one file on a Windows share.
+    twin = "  - id: hsn\n    name: Hälso- och sjukvårdsnämnden (kopia)\n    level: committee\n    parent: RS\n\n"
+    return _replace("  - id: RUN\n", twin + "  - id: RUN\n")
+
+
 # (id, file maker, command, fragments). `validate` checks the file; `run` is what a user does next.
 _SPECS: list[tuple[str, Callable[[Path], Path], str, tuple[str, ...]]] = [
     (
@@ -150,6 +164,25 @@ _SPECS: list[tuple[str, Callable[[Path], Path], str, tuple[str, ...]]] = [
         _write("c.yaml", "organisation: !!python/object/apply:os.system ['true']\n"),
         "validate",
         ("broken YAML", "python/object"),
+    ),
+    (
+        "unit ids differing only in case",
+        _write("c.yaml", _case_twin),
+        "validate",
+        ("units[", "].id", "'hsn'", "'HSN'", "only in case"),
+    ),
+    ("unit ids differing only in case on run", _write("c.yaml", _case_twin), "run", ("'hsn'", "'HSN'")),
+    (
+        "milestone in an unknown phase",
+        _write("c.yaml", _replace(_FIRST_MILESTONE, _FIRST_MILESTONE.replace("preparation", "forberedelse"))),
+        "validate",
+        ("wheel.milestones[0].phase", "unknown phase 'forberedelse'"),
+    ),
+    (
+        "milestone without an owner",
+        _write("c.yaml", _replace(_FIRST_MILESTONE, _FIRST_MILESTONE.replace("      owner: EKO\n", ""))),
+        "run",
+        ("wheel.milestones[0].owner", "Field required"),
     ),
     ("missing file", lambda folder: folder / "finns-inte.yaml", "run", ("no such file",)),
     ("a folder", lambda folder: folder, "validate", ("is a folder",)),
