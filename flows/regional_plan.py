@@ -10,8 +10,10 @@ from prefect import flow
 from flows.phase_runner import run_phase
 
 DESCRIPTION = (
-    "Plan och budget (apr–jun): förslaget lämnas till fullmäktige (AU → styrelse → fullmäktige) och "
-    "den beslutade planen skickas till nämnderna, som kvitterar."
+    "Plan och budget (apr–jun): beredning och beslut i ordningen arbetsutskott → styrelse → fullmäktige. "
+    "Förslaget går till nästa instans först när den förra har kvitterat (kvittensen är beslutet, "
+    'kommentaren beslutstexten, t.ex. "§ 45 Föreslår …"); den beslutade planen med beslutsgången '
+    "skickas till nämnderna när fullmäktige har beslutat, och nämnderna kvitterar."
 )
 
 

@@ -24,7 +24,23 @@ def check_year(year: int) -> int:
     return year
 
 
+def check_organisation(session: Session, cfg: OrgConfig) -> None:
+    """One application database holds one organisation: units have no organisation of their own
+    and are matched by id, so another organisation's configuration would rename and re-parent the
+    units it shares ids with (KS, EKO, …). Refuse it before anything is written."""
+    others = sorted(
+        session.exec(select(Cycle.organisation_id).where(Cycle.organisation_id != cfg.organisation.id).distinct()).all()
+    )
+    if others:
+        raise UserError(
+            f"configuration: organisation {cfg.organisation.id!r} does not belong in this database, which holds "
+            f"organisation {', '.join(repr(o) for o in others)} (one application database holds one organisation: "
+            "set STYRKEDJA_DATABASE_URL); nothing was written"
+        )
+
+
 def sync_organisation(session: Session, cfg: OrgConfig) -> None:
+    check_organisation(session, cfg)
     existing = {u.id: u for u in session.exec(select(Unit)).all()}
     for u in cfg.units:
         values = {

@@ -6,11 +6,18 @@ module what to distribute; the receipt module records and signs it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import select
 
 from config.schema import OrgConfig, Unit
-from models.tables import Direction
+from models.db import get_engine, session_scope
+from models.tables import Cycle, Direction, Receipt, ReceiptState
 from tasks.documents.model import DocRequest
 from tasks.followup_calendar import Occasion
 from tasks.wheel import resolve_wheel
@@ -46,11 +53,211 @@ def _committees(cfg: OrgConfig) -> list[Unit]:
     return cfg.committees()
 
 
-def handoffs_for_phase(cfg: OrgConfig, plan_year: int, phase: str, occasion: Occasion | None = None) -> list[Handoff]:
+# -- the regional plan: preparation and the RSAU → RS → RF decision --------------------------------
+
+REGIONAL_PLAN = "regional_plan"
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+@dataclass(frozen=True)
+class ChainStage:
+    """One step of the draft plan through the decision chain. The receiving body's agreed receipt
+    is its decision; the signature's comment is the decision text ("§ 45 Föreslår …")."""
+
+    topic: str
+    sender_role: str  # an attribute of organisation.roles
+    receiver_role: str
+    step: str  # Swedish: what the receiving body does with the draft
+
+
+DECISION_CHAIN: tuple[ChainStage, ...] = (
+    ChainStage("plan_beredning", "finance", "working_committee", "bereder"),
+    ChainStage("plan_forslag", "working_committee", "executive_board", "föreslår"),
+    ChainStage("plan_beslut", "executive_board", "assembly", "beslutar"),
+)
+DECIDED_TOPIC = "plan_beslutad"
+DRAFT_KIND, DECIDED_KIND = "regionplan_forslag", "regionplan_beslutad"
+_PARAGRAPH = re.compile(r"^\s*(§\s*\d+[a-zA-Z]?)\s*[.:,–-]?\s*(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A stage of the chain decided: the receiving body agreed to the draft."""
+
+    role: str
+    unit: str
+    day: date  # the day it agreed, in Europe/Stockholm
+    paragraph: str  # "§ 45", from the start of the comment; may be empty
+    text: str  # the rest of the comment: the decision text; may be empty
+    version: int  # the draft version it agreed to
+
+
+def regional_plan_recipients(cfg: OrgConfig) -> dict[str, list[str]]:
+    """Who receives each regional plan document: the draft goes to each body of the decision chain
+    in turn, the decided plan to every committee. The catalog lists the same recipients."""
+    roles = cfg.organisation.roles
+    return {
+        DRAFT_KIND: [getattr(roles, s.receiver_role) for s in DECISION_CHAIN],
+        DECIDED_KIND: [c.id for c in _committees(cfg)],
+    }
+
+
+def split_decision(comment: str | None) -> tuple[str, str]:
+    """("§ 45", "Föreslår …") from a signature's comment; ("", comment) without a paragraph."""
+    text = " ".join((comment or "").split())
+    m = _PARAGRAPH.match(text)
+    if m is None:
+        return "", text
+    return " ".join(m.group(1).replace("§", "§ ").split()), m.group(2).strip()
+
+
+def _stockholm_day(moment: datetime) -> date:
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they are stored in UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(STOCKHOLM).date()
+
+
+def read_decisions(cfg: OrgConfig, plan_year: int, url: str | None = None) -> dict[str, Decision]:
+    """The stages of the plan year's decision chain the database holds as decided, by role.
+
+    A database without the application schema (a calendar exported before `init-db`) has decided
+    nothing; any other database error is raised, never taken for "nothing decided"."""
+    if not sa.inspect(get_engine(url)).has_table("cycle"):
+        return {}
+    roles = cfg.organisation.roles
+    triples = {
+        (s.topic, getattr(roles, s.sender_role), getattr(roles, s.receiver_role)): s.receiver_role
+        for s in DECISION_CHAIN
+    }
+    with session_scope(url) as session:
+        cycle = session.exec(
+            select(Cycle).where(Cycle.organisation_id == cfg.organisation.id, Cycle.year == plan_year)
+        ).first()
+        if cycle is None:
+            return {}
+        rows = session.exec(
+            select(Receipt).where(
+                Receipt.cycle_id == cycle.id,
+                Receipt.phase == REGIONAL_PLAN,
+                Receipt.state == ReceiptState.AGREED,
+                Receipt.topic.in_([s.topic for s in DECISION_CHAIN]),  # type: ignore[attr-defined]
+            )
+        ).all()
+    out: dict[str, Decision] = {}
+    for r in sorted(rows, key=lambda r: r.version):
+        role = triples.get((r.topic, r.sender_unit, r.receiver_unit))
+        if role is None or r.signed_at is None:
+            continue
+        paragraph, text = split_decision(r.comment)
+        out[role] = Decision(role, r.receiver_unit, _stockholm_day(r.signed_at), paragraph, text, r.version)
+    return out
+
+
+def decision_extra(decisions: Mapping[str, Decision]) -> tuple[tuple[str, str], ...]:
+    """The decision record a plan document carries (tasks/documents/builders._decisions reads it):
+    <role>_date, <role>_paragraph, <role>_decision for each decided stage, in chain order."""
+    out: list[tuple[str, str]] = []
+    for stage in DECISION_CHAIN:
+        d = decisions.get(stage.receiver_role)
+        if d is not None:
+            role = stage.receiver_role
+            out += [(f"{role}_date", d.day.isoformat()), (f"{role}_paragraph", d.paragraph)]
+            out.append((f"{role}_decision", d.text))
+    return tuple(out)
+
+
+def planned_decision_day(cfg: OrgConfig, plan_year: int, unit_id: str) -> date | None:
+    """When the wheel plans `unit_id`'s decision on the plan: its last decision meeting in the phase,
+    else its last milestone there; None if the wheel has neither."""
+    wheel = resolve_wheel(cfg, plan_year)
+    meetings = [
+        wheel[m.id]
+        for m in cfg.wheel.meetings
+        if m.phase == REGIONAL_PLAN and m.organiser == unit_id and m.kind == "decision"
+    ]
+    milestones = [wheel[m.id] for m in cfg.wheel.milestones if m.phase == REGIONAL_PLAN and m.owner == unit_id]
+    pick = meetings or milestones
+    return max(pick) if pick else None
+
+
+def _regional_plan(
+    cfg: OrgConfig, plan_year: int, deadline: date, decisions: Mapping[str, Decision], *, every_stage: bool
+) -> list[Handoff]:
+    """Finance's draft → working committee (beredning) → executive board (förslag) → assembly
+    (beslut), each stage once the one before is decided; then the decided plan to every committee,
+    carrying the three decisions. Earlier stages stay in the list: their receipts still count."""
+    roles = cfg.organisation.roles
+    name = {u.id: u.name for u in cfg.units}
+    plan = f"plan och budget {plan_year}–{plan_year + 3}"
+    out: list[Handoff] = []
+    decided: dict[str, Decision] = {}
+    for i, stage in enumerate(DECISION_CHAIN):
+        sender, receiver = getattr(roles, stage.sender_role), getattr(roles, stage.receiver_role)
+        last = i == len(DECISION_CHAIN) - 1
+        what = (
+            f"{name[receiver]} beslutar om {plan}"
+            if last
+            else f"{name[receiver]} {stage.step} {plan} och lämnar "
+            f"sitt förslag till {name[getattr(roles, DECISION_CHAIN[i + 1].receiver_role)]}"
+        )
+        out.append(
+            Handoff(
+                topic=stage.topic,
+                direction=Direction.UP,
+                sender=sender,
+                receiver=receiver,
+                documents=(_doc(DRAFT_KIND, REGIONAL_PLAN, receiver, decision_extra(decided)),),
+                purpose=(
+                    f"Förslag till {plan} från {name[sender]}: {what}. Kvittensen är beslutet: "
+                    'kommentaren anger paragraf och beslutstext (t.ex. "§ 45 Föreslår …").'
+                ),
+                deadline=planned_decision_day(cfg, plan_year, receiver) or deadline,
+            )
+        )
+        if stage.receiver_role not in decisions and not every_stage:
+            return out
+        if stage.receiver_role in decisions:
+            decided[stage.receiver_role] = decisions[stage.receiver_role]
+    assembly = roles.assembly
+    for c in _committees(cfg):
+        out.append(
+            Handoff(
+                topic=DECIDED_TOPIC,
+                direction=Direction.DOWN,
+                sender=assembly,
+                receiver=c.id,
+                documents=(_doc(DECIDED_KIND, REGIONAL_PLAN, c.id, decision_extra(decided)),),
+                purpose=(
+                    f"{c.name} bekräftar att fullmäktiges beslutade plan och budget för {plan_year} med "
+                    "nämndens ram och uppdrag har tagits emot och förståtts."
+                ),
+                deadline=deadline,
+            )
+        )
+    return out
+
+
+def handoffs_for_phase(
+    cfg: OrgConfig,
+    plan_year: int,
+    phase: str,
+    occasion: Occasion | None = None,
+    *,
+    decisions: Mapping[str, Decision] | None = None,
+    every_stage: bool = False,
+    url: str | None = None,
+) -> list[Handoff]:
+    """The handoffs a run of `phase` distributes now.
+
+    The regional plan is staged (see `DECISION_CHAIN`): its handoffs are the stages up to the first
+    one the database (`url`) does not hold as decided, and the decided plan to the committees once
+    the assembly has decided. `decisions` gives the decided stages instead of reading them;
+    `every_stage` lists every stage regardless (for calendars and route lookups: same receipt
+    triples and document keys, the decision record left as planned)."""
     roles = cfg.organisation.roles
     wheel = resolve_wheel(cfg, plan_year)
     deadline = wheel[cfg.phase(phase).receipt_deadline]
-    board, assembly = roles.executive_board, roles.assembly
+    board = roles.executive_board
     out: list[Handoff] = []
 
     if phase == "preparation":
@@ -104,33 +311,10 @@ def handoffs_for_phase(cfg: OrgConfig, plan_year: int, phase: str, occasion: Occ
                     deadline=deadline,
                 )
             )
-    elif phase == "regional_plan":
-        out.append(
-            Handoff(
-                topic="plan_forslag",
-                direction=Direction.UP,
-                sender=board,
-                receiver=assembly,
-                documents=(_doc("regionplan_forslag", phase, assembly),),
-                purpose=f"Förslag till plan och budget {plan_year}–{plan_year + 3} för beslut i fullmäktige.",
-                deadline=deadline,
-            )
-        )
-        for c in _committees(cfg):
-            out.append(
-                Handoff(
-                    topic="plan_beslutad",
-                    direction=Direction.DOWN,
-                    sender=assembly,
-                    receiver=c.id,
-                    documents=(_doc("regionplan_beslutad", phase, c.id),),
-                    purpose=(
-                        f"{c.name} bekräftar att fullmäktiges beslutade plan och budget för {plan_year} med "
-                        "nämndens ram och uppdrag har tagits emot och förståtts."
-                    ),
-                    deadline=deadline,
-                )
-            )
+    elif phase == REGIONAL_PLAN:
+        if decisions is None:
+            decisions = {} if every_stage else read_decisions(cfg, plan_year, url)
+        out.extend(_regional_plan(cfg, plan_year, deadline, decisions, every_stage=every_stage))
     elif phase == "operational_plans":
         for c in _committees(cfg):
             for a in cfg.children(c.id):

@@ -46,6 +46,16 @@ def test_whole_year_phase_by_phase(prefect_api, app_env: Path):
         assert first["state"] == "waiting", phase
         assert first["receipts_total"] > 0 and first["receipts_agreed"] == 0
         assert _sign_all(cfg, phase) == first["receipts_total"]
+        if phase == "regional_plan":
+            # Staged: the draft to RSAU, then RS, then RF, each run issuing the next stage once the
+            # last is agreed; the decided plan reaches the committees only after RF has agreed.
+            assert first["receipts_total"] == 1
+            for total in (2, 3, 3 + len(cfg.committees())):
+                stage = flow_obj(year=YEAR, config="region", wait=False)
+                assert stage["state"] == "waiting" and stage["receipts_total"] == total
+                assert stage["receipts_agreed"] == total - (len(cfg.committees()) if total > 3 else 1)
+                _sign_all(cfg, phase)
+            first = stage
         before = _counts()
         second = flow_obj(year=YEAR, config="region", wait=False)
         # the re-run finds everything agreed, creates nothing and completes the phase

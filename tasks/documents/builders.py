@@ -36,6 +36,7 @@ from tasks.documents.model import (
     follow_up_figure_columns,
 )
 from tasks.documents.yeardata import HORIZON_YEARS, INVESTMENT_YEARS, YearData, one_line
+from tasks.handoffs import DECISION_CHAIN, planned_decision_day
 from tasks.wheel_picture import wheel_png
 
 ARSHJUL_CAPTION = (
@@ -116,9 +117,10 @@ def _goals_table(goals: list[dict[str, Any]]) -> TableData:
 
 
 def _decisions(cyc: YearData, req: DocRequest) -> TableData:
-    """RSAU → RS → RF (KSAU → KS → KF): from req.extra when decided, else planned dates from the
-    wheel. extra keys per role (working_committee, executive_board, assembly):
-    <role>_date (ISO), <role>_paragraph, <role>_decision."""
+    """RSAU → RS → RF (KSAU → KS → KF), in the order of tasks.handoffs.DECISION_CHAIN: a decided
+    stage from req.extra (tasks.handoffs.decision_extra: <role>_date in ISO, <role>_paragraph,
+    <role>_decision — the agreed receipt's day in Stockholm and its comment), every other stage
+    "Planerat" with the day the wheel plans its decision."""
     cfg = cyc.cfg
     roles = cfg.organisation.roles
     plan = f"{cyc.org['plan_name']} {cyc.span}"
@@ -129,7 +131,8 @@ def _decisions(cyc: YearData, req: DocRequest) -> TableData:
         "assembly": f"Fastställer {plan}.",
     }
     rows = []
-    for role in ("working_committee", "executive_board", "assembly"):
+    for stage in DECISION_CHAIN:
+        role = stage.receiver_role
         unit_id = getattr(roles, role)
         given = req.get(f"{role}_date")
         when: date | str | None
@@ -137,17 +140,17 @@ def _decisions(cyc: YearData, req: DocRequest) -> TableData:
             try:
                 when = date.fromisoformat(given)
             except ValueError:
-                when = given
+                when = one_line(given)
             status = "Beslutat"
         else:
-            when = _planned_decision(cyc, unit_id)
+            when = planned_decision_day(cfg, cyc.plan_year, unit_id)
             status = "Planerat"
         rows.append(
             (
                 cyc.names[unit_id],
                 when if when is not None else "Ej fastställt",
-                req.get(f"{role}_paragraph") or "",
-                req.get(f"{role}_decision") or defaults[role],
+                one_line(req.get(f"{role}_paragraph") or ""),
+                one_line(req.get(f"{role}_decision") or "") or defaults[role],
                 status,
             )
         )
@@ -156,13 +159,6 @@ def _decisions(cyc: YearData, req: DocRequest) -> TableData:
         rows=tuple(rows),
         widths=(3.6, 2.4, 2.1, 5.9, 2.0),
     )
-
-
-def _planned_decision(cyc: YearData, unit_id: str) -> date | None:
-    rows = [r for r in cyc.timetable if r["phase_id"] == "regional_plan" and r["owner_id"] == unit_id]
-    decisions = [r for r in rows if r.get("meeting_kind") == "decision"]
-    pick = decisions or rows
-    return pick[-1]["date"] if pick else None
 
 
 def _previous_conclusions(req: DocRequest) -> dict[str, Any] | None:
@@ -213,7 +209,8 @@ def _docx_aterkoppling(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str
 def _docx_regionplan_forslag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
     tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "uppfoljningsplan")}
     tables["mal"] = _goals_table(cyc.goals)
-    tables["beslutsgang"] = _decisions(cyc, DocRequest(req.kind, req.phase_id, req.unit_id))
+    # The draft carries the decisions taken so far: the assembly reads the board's proposal in it.
+    tables["beslutsgang"] = _decisions(cyc, req)
     units = cyc.committees()
     fields = _field_names("namnd", [c.id for c in units])
     committees = [{"id": c.id, "name": cyc.names[c.id], "field": f} for c, f in zip(units, fields, strict=True)]

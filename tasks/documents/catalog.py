@@ -33,6 +33,7 @@ from tasks.documents.model import (
 from tasks.documents.sanitize import safe_filename, safe_path
 from tasks.documents.yeardata import YearData, year_data
 from tasks.followup_calendar import find_occasion
+from tasks.handoffs import DECIDED_KIND, DRAFT_KIND, regional_plan_recipients
 
 __all__ = [
     "KINDS",
@@ -65,8 +66,14 @@ def _board(cyc: YearData) -> list[Unit]:
     return [cyc.cfg.unit(cyc.cfg.organisation.roles.executive_board)]
 
 
-def _working_committee(cyc: YearData) -> list[Unit]:
-    return [cyc.cfg.unit(cyc.cfg.organisation.roles.working_committee)]
+def _plan_recipients(kind: str) -> Callable[[YearData], list[Unit]]:
+    """The regional plan's recipients as its handoffs name them (tasks.handoffs): the draft goes
+    to each body of the decision chain in turn, the decided plan to every committee."""
+
+    def recipients(cyc: YearData) -> list[Unit]:
+        return [cyc.cfg.unit(u) for u in regional_plan_recipients(cyc.cfg)[kind]]
+
+    return recipients
 
 
 def _committees(cyc: YearData) -> list[Unit]:
@@ -145,14 +152,14 @@ KINDS: dict[str, KindSpec] = {
             "regional_plan",
             "docx",
             lambda c, u, r: f"Förslag till {c.org['plan_name']} {c.span}",
-            _working_committee,
+            _plan_recipients(DRAFT_KIND),
         ),
         KindSpec(
             "regionplan_beslutad",
             "regional_plan",
             "docx",
             lambda c, u, r: f"{c.org['Plan_name']} {c.span} – beslutad",
-            _committees,
+            _plan_recipients(DECIDED_KIND),
         ),
         KindSpec(
             "verksamhetsplan",
