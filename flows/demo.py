@@ -8,6 +8,7 @@ last signature resumes the waiting phase.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import re
@@ -69,6 +70,33 @@ class MailSink:
                 for addr in str(msg.get("To", "")).split(","):
                     found[(int(rid.group(1)), addr.strip().lower())] = code.group(1)
         return found
+
+
+# The paragraph numbers the simulated bodies' minutes give their decisions on the plan.
+_DEMO_PARAGRAPHS = {"working_committee": 45, "executive_board": 112, "assembly": 34}
+
+
+def decision_comment(cfg: Any, year: int, receipt: Any) -> str | None:
+    """What a body of the decision chain writes when it agrees to the draft plan: its decision, as
+    in its minutes ("§ 45 RSAU föreslår regionstyrelsen …"). Other receipts are signed without."""
+    from tasks.handoffs import DECISION_CHAIN, REGIONAL_PLAN
+
+    if receipt.phase != REGIONAL_PLAN:
+        return None
+    roles = cfg.organisation.roles
+    stage = next((s for s in DECISION_CHAIN if s.topic == receipt.topic), None)
+    if stage is None or getattr(roles, stage.receiver_role) != receipt.receiver_unit:
+        return None
+    region = cfg.organisation.kind == "region"
+    plan = f"{'regionplan' if region else 'mål'} och budget {year}–{year + 3}"
+    board, assembly = (cfg.unit(roles.executive_board).name, cfg.unit(roles.assembly).name)
+    texts = {
+        "working_committee": f"{roles.working_committee} föreslår {board.lower()} att föreslå {assembly.lower()} "
+        f"att fastställa {plan}.",
+        "executive_board": f"{board} föreslår {assembly.lower()} att fastställa {plan}.",
+        "assembly": f"{assembly} fastställer {plan} i enlighet med {board.lower()}s förslag.",
+    }
+    return f"§ {_DEMO_PARAGRAPHS[stage.receiver_role]} {texts[stage.receiver_role]}"
 
 
 def _occasions_for_demo(cfg: Any, year: int) -> list[Any]:
@@ -200,7 +228,7 @@ def _run_one(
                     )
                     disputed = True
                 else:
-                    sign(cfg, req)
+                    sign(cfg, dataclasses.replace(req, comment=decision_comment(cfg, year, r)))
             resume_if_ready(cycle.id, phase, "demo", wait_s=0)  # type: ignore[arg-type]
             time.sleep(0.5)
         final = client.read_flow_run(UUID(str(fr.id)))
