@@ -10,6 +10,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import jinja2
 import openpyxl
 import pytest
 from docx import Document
@@ -1034,12 +1035,59 @@ def test_markup_errors_in_user_templates(cfg: OrgConfig, user_dir: Path, tmp_pat
 
 def test_builtin_templates_are_strict(monkeypatch) -> None:
     monkeypatch.delenv(text.TEMPLATE_DIR_ENV, raising=False)
-    import jinja2
-
-    with pytest.raises(jinja2.UndefinedError):
+    with pytest.raises(UserError, match=r"aterkoppling\.txt\.j2, line \d+: '\w+' is undefined"):
         text.render_builtin("aterkoppling.txt.j2", {})
     with pytest.raises(UserError, match="invalid template name"):
         text.render("../secret.j2", {})
+
+
+@pytest.fixture()
+def edited_builtins(tmp_path: Path, monkeypatch) -> Path:
+    """A copy of templates/docs/ standing in for the built-ins, as an organisation edits them in place."""
+    folder = tmp_path / "docs"
+    shutil.copytree(text.BUILTIN_DIR, folder)
+    monkeypatch.delenv(text.TEMPLATE_DIR_ENV, raising=False)
+    monkeypatch.setattr(text, "BUILTIN_DIR", folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{{ ''.__class__.__mro__ }}", "access to attribute '__class__' of 'str' object is unsafe"),
+        ("{{ cycler.__init__.__globals__ }}", "unsafe"),
+        ("{{ fields.append(1) }}", "unsafe"),
+        ("{% for i in range(1000000000) %}x{% endfor %}", "range"),
+        ("{{ 'x' * 100000000 }}", "repeating"),
+    ],
+)
+def test_edited_builtin_templates_render_sandboxed(
+    cfg: OrgConfig, edited_builtins: Path, tmp_path: Path, source: str, problem: str
+) -> None:
+    """An organisation edits a built-in template: it is data, refused like an override."""
+    template = edited_builtins / "aterkoppling.txt.j2"
+    template.write_text("# Återkoppling\n\n" + source + "\n", encoding="utf-8")
+    req = DocRequest("aterkoppling", "committee_feedback", "n1")
+    with pytest.raises(UserError) as err:
+        render(cfg, PLAN_YEAR, req, tmp_path / "out")
+    message = str(err.value)
+    assert "\n" not in message and problem in message, message
+    assert message.startswith(f"template {template}, line 3: "), message
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.docx"))
+    # The untouched built-ins still render in the same sandbox.
+    doc = render(cfg, PLAN_YEAR, DocRequest("verksamhetsplan", "operational_plans", "n1"), tmp_path / "out")
+    assert Document(tmp_path / "out" / doc.relpath).core_properties.identifier == doc.doc_key
+
+
+def test_builtin_and_override_share_the_sandbox(user_dir: Path) -> None:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    builtin = text._builtin_env(str(text.BUILTIN_DIR))
+    override = text._sandbox_env(str(user_dir))
+    for env in (builtin, override):
+        assert isinstance(env, ImmutableSandboxedEnvironment) and env.undefined is jinja2.StrictUndefined
+        assert env.finalize is text._finalize and not env.autoescape and env.trim_blocks and env.lstrip_blocks
+    assert type(builtin) is type(override)
 
 
 # ---------------------------------------------------------------------------

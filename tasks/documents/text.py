@@ -1,13 +1,14 @@
 """Jinja2 rendering of document texts.
 
-Built-in templates live in templates/docs/ and are trusted code of this project: StrictUndefined,
-autoescape off (lxml escapes XML; a Word document is not HTML).
-
-An organisation may override any built-in template by putting a file of the same name in the
-folder named by the environment variable STYRKEDJA_TEMPLATE_DIR. Such a template is data, not
-code: it renders in an ImmutableSandboxedEnvironment with StrictUndefined, a cap on output
-size, capped range(), guarded string amplifiers and a time budget, and every error becomes a
-one-line `UserError` naming the template file, the line and the problem.
+Built-in templates live in templates/docs/; an organisation may override any of them by putting
+a file of the same name in the folder named by the environment variable STYRKEDJA_TEMPLATE_DIR.
+Organisations edit the built-in files too, so neither kind is trusted code: both render in the
+same ImmutableSandboxedEnvironment subclass with the same options — StrictUndefined, autoescape
+off (lxml escapes XML; a Word document is not HTML), a cap on output size, capped range(),
+guarded string amplifiers and a time budget — and every error becomes a one-line `UserError`
+naming the template file, the line and the problem. The sandbox about doubles the time spent in
+Jinja2 (the sample region's 130 documents: 19 ms instead of 10 ms, measured in one process),
+which is small next to building the content (0.5 s) and writing the documents.
 """
 
 from __future__ import annotations
@@ -118,18 +119,20 @@ _COMMON = {
 # ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _builtin_env() -> jinja2.Environment:
-    # auto_reload off: the built-ins do not change while a process runs, so compiled templates
-    # are cached without a stat per render.
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(BUILTIN_DIR), auto_reload=False, cache_size=400, **_COMMON)
-    env.filters.update(FILTERS)
-    return env
+@functools.lru_cache(maxsize=4)
+def _builtin_env(folder: str) -> _Sandbox:
+    # auto_reload off: the built-ins change with a new release or an edit between runs, not while
+    # a process renders, so compiled templates are cached without a stat per render.
+    return _Sandbox(loader=jinja2.FileSystemLoader(folder), auto_reload=False, cache_size=400, **_COMMON)
 
 
 def render_builtin(name: str, context: Mapping[str, Any]) -> str:
-    """Render a built-in template. Errors here are bugs of this project and propagate as is."""
-    return _builtin_env().get_template(_check_name(name)).render(context)
+    """Render a built-in template (templates/docs/) in the sandbox.
+
+    Raises UserError("template <file>, line <n>: <problem>") for any failure.
+    """
+    folder = BUILTIN_DIR
+    return _render_sandboxed(_builtin_env(str(folder)), folder, name, context)
 
 
 def _check_name(name: str) -> str:
@@ -311,10 +314,14 @@ def render_user(folder: Path, name: str, context: Mapping[str, Any]) -> str:
 
     Raises UserError("template <file>, line <n>: <problem>") for any failure.
     """
-    file = str(Path(folder) / _check_name(name))
+    return _render_sandboxed(_sandbox_env(str(folder)), Path(folder), name, context)
+
+
+def _render_sandboxed(env: _Sandbox, folder: Path, name: str, context: Mapping[str, Any]) -> str:
+    file = str(folder / _check_name(name))
     token = _deadline.set(time.monotonic() + MAX_SECONDS)
     try:
-        template = _sandbox_env(str(folder)).get_template(name)
+        template = env.get_template(name)
         parts: list[str] = []
         size = 0
         for chunk in template.generate(context):
