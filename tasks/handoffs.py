@@ -117,13 +117,12 @@ def _stockholm_day(moment: datetime) -> date:
     return moment.astimezone(STOCKHOLM).date()
 
 
-def read_decisions(cfg: OrgConfig, plan_year: int, url: str | None = None) -> dict[str, Decision]:
-    """The stages of the plan year's decision chain the database holds as decided, by role.
-
-    A database without the application schema (a calendar exported before `init-db`) has decided
-    nothing; any other database error is raised, never taken for "nothing decided"."""
+def read_decisions(cfg: OrgConfig, plan_year: int, url: str | None = None) -> dict[str, Decision] | None:
+    """The stages of the plan year's decision chain the database holds as decided, by role; None
+    when it holds no cycle of the plan year, or no application schema at all (a calendar exported
+    before `init-db`). Any other database error is raised, never taken for "nothing decided"."""
     if not sa.inspect(get_engine(url)).has_table("cycle"):
-        return {}
+        return None
     roles = cfg.organisation.roles
     triples = {
         (s.topic, getattr(roles, s.sender_role), getattr(roles, s.receiver_role)): s.receiver_role
@@ -134,7 +133,7 @@ def read_decisions(cfg: OrgConfig, plan_year: int, url: str | None = None) -> di
             select(Cycle).where(Cycle.organisation_id == cfg.organisation.id, Cycle.year == plan_year)
         ).first()
         if cycle is None:
-            return {}
+            return None
         rows = session.exec(
             select(Receipt).where(
                 Receipt.cycle_id == cycle.id,
@@ -251,9 +250,10 @@ def handoffs_for_phase(
 
     The regional plan is staged (see `DECISION_CHAIN`): its handoffs are the stages up to the first
     one the database (`url`) does not hold as decided, and the decided plan to the committees once
-    the assembly has decided. `decisions` gives the decided stages instead of reading them;
-    `every_stage` lists every stage regardless (for calendars and route lookups: same receipt
-    triples and document keys, the decision record left as planned)."""
+    the assembly has decided. `decisions` gives the decided stages instead of reading them.
+    `every_stage` lists every stage regardless (for calendars and planning views: the same receipt
+    triples and document keys, the decision record left as planned); so does a database that holds
+    no cycle of the plan year (a phase run always prepares its cycle before it distributes)."""
     roles = cfg.organisation.roles
     wheel = resolve_wheel(cfg, plan_year)
     deadline = wheel[cfg.phase(phase).receipt_deadline]
@@ -312,9 +312,10 @@ def handoffs_for_phase(
                 )
             )
     elif phase == REGIONAL_PLAN:
-        if decisions is None:
-            decisions = {} if every_stage else read_decisions(cfg, plan_year, url)
-        out.extend(_regional_plan(cfg, plan_year, deadline, decisions, every_stage=every_stage))
+        if decisions is None and not every_stage:
+            decisions = read_decisions(cfg, plan_year, url)
+            every_stage = decisions is None  # no cycle yet: nothing is staged, the whole plan is listed
+        out.extend(_regional_plan(cfg, plan_year, deadline, decisions or {}, every_stage=every_stage))
     elif phase == "operational_plans":
         for c in _committees(cfg):
             for a in cfg.children(c.id):

@@ -270,10 +270,18 @@ def test_a_second_organisation_in_one_database_is_refused(region: OrgConfig, db_
     get_engine(db_url).dispose()
 
 
-def test_an_empty_database_has_decided_nothing(region: OrgConfig, tmp_path: Path) -> None:
-    """Before `init-db` (a calendar export on a fresh machine) the plan is at its first stage."""
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    handoffs = handoffs_for_phase(region, YEAR, PHASE, url=url)
-    assert [(h.topic, h.receiver) for h in handoffs] == [("plan_beredning", "RSAU")]
-    assert handoffs[0].deadline == planned_decision_day(region, YEAR, "RSAU") == date(2027, 5, 17)
-    get_engine(url).dispose()
+def test_before_the_cycle_exists_the_whole_plan_is_listed(region: OrgConfig, sqlite_url: str, tmp_path: Path) -> None:
+    """A database without the schema (a calendar exported before `init-db`) or without the plan year's
+    cycle stages nothing: every stage is listed, decision record planned. Once the cycle exists (a
+    phase run prepares it first) the plan is at its first stage."""
+    every = [(h.topic, h.receiver) for h in handoffs_for_phase(region, YEAR, PHASE, every_stage=True)]
+    assert every[:3] == [("plan_beredning", "RSAU"), ("plan_forslag", "RS"), ("plan_beslut", "RF")]
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert [(h.topic, h.receiver) for h in handoffs_for_phase(region, YEAR, PHASE, url=empty)] == every
+    assert [(h.topic, h.receiver) for h in handoffs_for_phase(region, YEAR, PHASE, url=sqlite_url)] == every
+    prepare_cycle(region, YEAR, sqlite_url)
+    staged = handoffs_for_phase(region, YEAR, PHASE, url=sqlite_url)
+    assert [(h.topic, h.receiver) for h in staged] == [("plan_beredning", "RSAU")]
+    assert staged[0].deadline == planned_decision_day(region, YEAR, "RSAU") == date(2027, 5, 17)
+    for url in (empty, sqlite_url):
+        get_engine(url).dispose()
