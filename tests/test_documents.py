@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import time
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import jinja2
 import openpyxl
 import pytest
 from docx import Document
+from docx.enum.style import WD_STYLE_TYPE
+from docx.oxml.ns import qn
 
 from config.schema import OrgConfig, Unit
 from models.errors import UserError
@@ -350,6 +353,8 @@ TOC_KINDS = {
     "regionplan_forslag",
     "regionplan_beslutad",
     "verksamhetsplan",
+    "aterkoppling",
+    "uppfoljning_berattelse",
 }
 
 
@@ -372,7 +377,8 @@ def test_every_kind_is_rendered_for_its_recipients(cfg: OrgConfig, rendered) -> 
     ):
         assert {d.unit_id for d in docs[kind]} == committees, kind
     assert {d.unit_id for d in docs["planeringsunderlag"]} == {"rs"}
-    assert {d.unit_id for d in docs["regionplan_forslag"]} == {"rsau"}
+    # The draft plan goes through the decision chain: working committee, executive board, assembly.
+    assert {d.unit_id for d in docs["regionplan_forslag"]} == {"rsau", "rs", "rf"}
     assert {d.unit_id for d in docs["aktivitetsplan"]} == {u.id for u in cfg.units_at("administration")}
     # Every unit reports to its parent; the assembly has none and the working committee only prepares.
     reporting = {u.id for u in cfg.units} - {"rf", "rsau"}
@@ -441,9 +447,8 @@ def test_docx_structure(kind: str, rendered) -> None:
     assert cp.version == "1" and cp.language == "sv-SE" and "styrkedja" in cp.keywords
     assert _heading_texts(doc, 1) or _heading_texts(doc, 2)
     body_xml = doc.element.body.xml
-    if kind in TOC_KINDS:
-        assert 'TOC \\o "1-3" \\h \\z \\u' in body_xml
-        assert word.TOC_PLACEHOLDER in body_xml
+    assert (kind in TOC_KINDS) == ('TOC \\o "1-2" \\h \\z \\u' in body_xml), kind
+    assert word.TOC_PLACEHOLDER not in body_xml  # every contents lists the headings
     # Cover page: title, cycle, recipient.
     texts = [p.text for p in doc.paragraphs[:12]]
     assert meta.title in texts and "Planår 2028, planperiod 2028–2031" in texts
@@ -456,6 +461,59 @@ def test_docx_structure(kind: str, rendered) -> None:
     assert "Planår 2028, planperiod 2028–2031 · Version 1" in section.footer.paragraphs[0].text
     assert 'w:instr="PAGE"' in footer_xml and 'w:instr="NUMPAGES"' in footer_xml
     assert round(section.page_width.cm, 1) == 21.0  # A4
+
+
+def _toc_field(doc) -> tuple[list[tuple[str, str]], bool]:
+    """The paragraphs inside the document's TOC field as (style id, text), and whether it is dirty."""
+    body = doc.element.body
+    begin = next(
+        f
+        for f in body.iter(qn("w:fldChar"))
+        if f.get(qn("w:fldCharType")) == "begin"
+        and "TOC" in "".join(t.text or "" for t in f.getparent().getparent().iter(qn("w:instrText")))
+    )
+    paragraphs = list(body.iterchildren(qn("w:p")))
+    first = paragraphs.index(begin.getparent().getparent())
+    entries: list[tuple[str, str]] = []
+    for p in paragraphs[first:]:
+        style = p.find(qn("w:pPr")).find(qn("w:pStyle")).get(qn("w:val"))
+        entries.append((style, "".join(t.text or "" for t in p.iter(qn("w:t")))))
+        if any(f.get(qn("w:fldCharType")) == "end" for f in p.iter(qn("w:fldChar"))):
+            return entries, begin.get(qn("w:dirty")) == "true"
+    raise AssertionError("the TOC field is not closed")
+
+
+@pytest.mark.parametrize("kind", sorted(TOC_KINDS))
+def test_toc_lists_every_heading(kind: str, rendered) -> None:
+    """The TOC field's result is the document's level-1/2 headings, in order, as TOC1/TOC2
+    paragraphs; it stays a dirty TOC field, so Word updates it (page numbers) when opened."""
+    path, _ = _first(rendered, kind)
+    doc = Document(path)
+    headings = [
+        ({"Heading 1": "TOC1", "Heading 2": "TOC2"}[p.style.name], " ".join(p.text.split()))
+        for p in doc.paragraphs
+        if p.style.name in ("Heading 1", "Heading 2") and p.text.strip()
+    ]
+    entries, dirty = _toc_field(doc)
+    assert dirty and len(headings) >= 2
+    assert entries == headings
+    names = {st.style_id: st.name for st in doc.styles if st.type == WD_STYLE_TYPE.PARAGRAPH}
+    assert {names[sid] for sid, _ in entries} == {"toc 1", "toc 2"}  # Word's built-in entry styles
+    instr = "".join(t.text for t in doc.element.body.iter(qn("w:instrText")))
+    assert instr.strip() == 'TOC \\o "1-2" \\h \\z \\u'
+
+
+def test_toc_without_headings_keeps_the_placeholder() -> None:
+    from tasks.documents.model import DocMeta
+
+    meta = DocMeta("Org", 2028, 2031, "preparation", "Fas", "test", "Titel", "u1", "Enhet", 1, "o/x", CREATED)
+    doc = word.build_docx(meta, "[[toc]]\n\nBara text.\n", {})
+    entries, dirty = _toc_field(doc)
+    assert entries == [("TOC1", word.TOC_PLACEHOLDER)] and dirty
+    two = word.build_docx(meta, "[[toc]]\n# Ett\n## Två\n### Tre\n[[toc]]\n", {})
+    xml = two.element.body.xml
+    assert xml.count('fldCharType="begin"') == 2
+    assert xml.count(">Två<") == 3 and xml.count(">Tre<") == 1  # in both contents; level 3 is not
 
 
 def test_pf_has_the_table_of_contents_of_seed_001(rendered, cfg: OrgConfig) -> None:
@@ -1099,6 +1157,65 @@ def _pdf_pages(path: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", path.read_bytes()))
 
 
+def _pdf_text_pages(path: Path) -> list[str]:
+    """The text of each page of a PDF: pdftotext when installed, else a small reader of what
+    LibreOffice writes (Flate streams, fonts with ToUnicode maps, Tj/TJ text operators)."""
+    if pdftotext := shutil.which("pdftotext"):
+        out = subprocess.run([pdftotext, "-layout", str(path), "-"], capture_output=True, text=True, check=True)
+        return out.stdout.split("\f")[: _pdf_pages(path)]
+    data = path.read_bytes()
+    objs = {int(m.group(1)): m.group(2) for m in re.finditer(rb"(\d+) 0 obj(.*?)endobj", data, re.S)}
+
+    def ref(body: bytes, key: bytes) -> int | None:
+        m = re.search(rb"/" + key + rb"\s+(\d+) 0 R", body)
+        return int(m.group(1)) if m else None
+
+    def stream(n: int) -> bytes:
+        m = re.search(rb"stream\r?\n(.*)endstream", objs[n], re.S)
+        raw = m.group(1) if m else b""
+        return zlib.decompressobj().decompress(raw) if b"/FlateDecode" in objs[n].split(b"stream")[0] else raw
+
+    def to_unicode(font: int) -> tuple[int, dict[int, str]]:
+        n = ref(objs[font], b"ToUnicode")
+        cmap = stream(n).decode("latin-1") if n else ""
+        space = re.search(r"begincodespacerange\s*<([0-9A-Fa-f]+)>", cmap)
+        width = len(space.group(1)) // 2 if space else 1
+        out: dict[int, str] = {}
+        for block in re.findall(r"beginbfchar(.*?)endbfchar", cmap, re.S):
+            for src, dst in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+                out[int(src, 16)] = bytes.fromhex(dst).decode("utf-16-be")
+        for block in re.findall(r"beginbfrange(.*?)endbfrange", cmap, re.S):
+            for lo, hi, dst in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+                for i, code in enumerate(range(int(lo, 16), int(hi, 16) + 1)):
+                    out[code] = chr(int(dst, 16) + i)
+        return width, out
+
+    root = next(b for b in objs.values() if re.search(rb"/Type\s*/Pages\b", b) and not ref(b, b"Parent"))
+    kids = [int(k) for k in re.findall(rb"(\d+) 0 R", re.search(rb"/Kids\s*\[(.*?)\]", root, re.S).group(1))]
+    pages: list[str] = []
+    for page in kids:
+        res = objs.get(ref(objs[page], b"Resources") or -1, objs[page])
+        font_dict = objs[ref(res, b"Font")] if ref(res, b"Font") else res
+        fonts = {name.decode(): to_unicode(int(n)) for name, n in re.findall(rb"/(\w+)\s+(\d+) 0 R", font_dict)}
+        width, glyphs = 1, {}
+        parts: list[str] = []
+        content = stream(ref(objs[page], b"Contents")).decode("latin-1")
+        ops = r"/(\w+)\s+[\d.]+\s+Tf|\[([^\]]*)\]\s*TJ|<([0-9A-Fa-f]*)>\s*Tj|\b(BT|Td|TD|T\*|Tm)\b"
+        for m in re.finditer(ops, content):
+            if m.group(1):
+                width, glyphs = fonts.get(m.group(1), (1, {}))
+            elif m.group(4):
+                parts.append("\n")
+            else:
+                raw = b"".join(
+                    bytes.fromhex(h) for h in re.findall(r"<([0-9A-Fa-f]*)>", m.group(2) or f"<{m.group(3)}>")
+                )
+                codes = [int.from_bytes(raw[i : i + width], "big") for i in range(0, len(raw), width)]
+                parts.append("".join(glyphs.get(c, "") for c in codes))
+        pages.append("".join(parts))
+    return pages
+
+
 def _soffice(tmp_path: Path, out: Path, target: str, files: list[Path]) -> subprocess.CompletedProcess[str]:
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     if soffice is None:
@@ -1123,6 +1240,32 @@ def test_libreoffice_converts_every_kind(rendered, tmp_path: Path) -> None:
         # soffice exits 0 even when a conversion fails: check each PDF and count its pages.
         assert pdf.is_file(), f"{f.name} was not converted: {result.stdout} {result.stderr}"
         assert _pdf_pages(pdf) >= 1, f.name
+
+
+@pytest.mark.libreoffice
+@pytest.mark.slow
+def test_libreoffice_pdf_shows_the_contents(rendered, tmp_path: Path) -> None:
+    """The PDF LibreOffice makes (no field update) has the contents on page 2: every level-1/2
+    heading, in order, before the body starts on the next page."""
+    files = {kind: _first(rendered, kind)[0] for kind in sorted(TOC_KINDS)}
+    out = tmp_path / "pdf"
+    result = _soffice(tmp_path, out, "pdf", list(files.values()))
+    for kind, path in files.items():
+        pdf = out / (path.stem + ".pdf")
+        assert pdf.is_file() and _pdf_pages(pdf) >= 3, f"{kind}: {result.stdout} {result.stderr}"
+        pages = _pdf_text_pages(pdf)
+        assert "Innehåll" in pages[1] and "Innehåll" not in pages[0], kind
+        text = " ".join(" ".join(pages).split())
+        doc = Document(path)
+        headings = [" ".join(h.text.split()) for h in doc.paragraphs if h.style.name in ("Heading 1", "Heading 2")]
+        assert len(headings) >= 2 and word.TOC_PLACEHOLDER not in text
+        start = text.index("Innehåll")
+        body = text.index(headings[0], text.index(headings[0], start) + len(headings[0]))
+        at = start
+        for heading in headings:
+            at = text.find(heading, at)
+            assert 0 <= at < body, f"{kind}: {heading!r} is not in the contents of the PDF"
+            at += len(heading)
 
 
 @pytest.mark.libreoffice

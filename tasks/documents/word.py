@@ -5,7 +5,8 @@ Markup (one directive per line; the text comes from the Jinja templates):
     # Rubrik / ## Rubrik / ### Rubrik   Heading 1/2/3 (real styles, so the TOC finds them)
     - punkt                             List Bullet ("  - punkt", indented: List Bullet 2)
     > vägledning                        guidance paragraph (style "Vägledning", italic grey)
-    [[toc]]                             "Innehåll" + a TOC field (TOC \\o "1-3" \\h \\z \\u)
+    [[toc]]                             "Innehåll" + a TOC field (TOC \\o "1-2" \\h \\z \\u) whose
+                                        result already lists the Heading 1/2 texts (below)
     [[pagebreak]]                       page break
     [[table:name]]                      the table tables[name]
     [[picture:name]]                    the picture tables[name] (a model.Picture), with its caption
@@ -23,6 +24,12 @@ deleted the bookmark with the heading text, at a Heading 1/2 whose text equals t
 label) and ends at the next Heading 1/2 or the next field; the answer is every paragraph and
 table in between except guidance paragraphs. Bookmarks survive editing and LibreOffice
 round trips; the label fallback covers a retyped heading.
+
+Table of contents: a real TOC field, marked dirty so that Word offers to update it (and then
+adds page numbers and links), whose result is written by us: one paragraph per Heading 1 and
+Heading 2 of the document, in the styles "toc 1"/"toc 2" (ids TOC1/TOC2, Word's own), with the
+heading text and no page number. A PDF made by LibreOffice, and Word before the update, show
+the contents instead of a placeholder. A document without headings keeps the placeholder text.
 """
 
 from __future__ import annotations
@@ -57,7 +64,9 @@ ANSWER_STYLE = "Svarsfält"
 GUIDANCE_STYLE = "Vägledning"
 TABLE_STYLE = "Tabelltext"
 TOC_PLACEHOLDER = "Högerklicka och välj Uppdatera fält för att visa innehållsförteckningen"
-TOC_INSTRUCTION = ' TOC \\o "1-3" \\h \\z \\u '
+TOC_INSTRUCTION = ' TOC \\o "1-2" \\h \\z \\u '
+# Word's built-in names (lower case in styles.xml) and ids of the contents entry styles.
+TOC_STYLES = {1: ("toc 1", "TOC1"), 2: ("toc 2", "TOC2")}
 
 PAGE_WIDTH_CM, PAGE_HEIGHT_CM, MARGIN_CM = 21.0, 29.7, 2.5
 TEXT_WIDTH_CM = PAGE_WIDTH_CM - 2 * MARGIN_CM
@@ -85,6 +94,7 @@ _KEEP_STYLES = {
     "Normal", "Default Paragraph Font", "Normal Table", "No List", "Table Grid",
     "Heading 1", "Heading 2", "Heading 3", "Title", "Subtitle", "List Bullet", "List Bullet 2", "List Paragraph",
     "TOC Heading", "Header", "Footer", GUIDANCE_STYLE, ANSWER_STYLE, TABLE_STYLE,
+    *(name for name, _ in TOC_STYLES.values()),
 }  # fmt: skip
 _DROP_RELS = ("stylesWithEffects", "customXml", "thumbnail")
 
@@ -144,6 +154,17 @@ def _base() -> _Base:
     answer.paragraph_format.space_before = Pt(3)
     answer.paragraph_format.space_after = Pt(3)
     answer.paragraph_format.left_indent = Cm(0.2)
+
+    for level, (name, style_id) in TOC_STYLES.items():
+        toc = styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
+        toc.style_id = style_id
+        # A built-in style of Word's, not a custom one: Word fills it when it updates the field.
+        toc.element.attrib.pop(qn("w:customStyle"), None)
+        toc.base_style = normal
+        toc.next_paragraph_style = normal
+        toc.paragraph_format.space_after = Pt(3 if level == 1 else 2)
+        toc.paragraph_format.left_indent = Cm(0.4 * (level - 1))
+        toc.font.bold = level == 1
 
     for name in ("Header", "Footer"):
         # One right-aligned tab at the text edge (the template's are for US Letter).
@@ -251,6 +272,7 @@ def build_docx(meta: DocMeta, markup: str, tables: Mapping[str, TableData]) -> D
     writer = _Writer(doc, base.style_ids)
     _cover(writer, meta)
     writer.markup(markup, tables)
+    writer.finish_toc()
     _header_footer(doc, meta)
     _properties(doc, meta)
     return doc
@@ -266,6 +288,7 @@ class _Writer:
         self.style_ids = style_ids
         self.bookmark_id = 100
         self.fields: set[str] = set()
+        self.toc_slots: list[Any] = []  # paragraphs the contents replace once the body is written
 
     def add(self, el: Any) -> Any:
         self.anchor.addprevious(el)
@@ -355,15 +378,23 @@ class _Writer:
 
     def toc(self) -> None:
         self.para("Innehåll", "TOC Heading")
-        p = self.para()
-        # dirty: Word offers to update the field when the document is opened.
-        _el("w:fldChar", _el("w:r", p), fldCharType="begin", dirty="true")
-        instr = _el("w:instrText", _el("w:r", p))
-        instr.set(XML_SPACE, "preserve")
-        instr.text = TOC_INSTRUCTION
-        _el("w:fldChar", _el("w:r", p), fldCharType="separate")
-        p.append(_run(TOC_PLACEHOLDER, italic=True))
-        _el("w:fldChar", _el("w:r", p), fldCharType="end")
+        self.toc_slots.append(self.para())
+
+    def finish_toc(self) -> None:
+        """Replace each [[toc]] slot with the TOC field, its result the document's Heading 1/2 texts."""
+        if not self.toc_slots:
+            return
+        levels = {self.style_ids[f"Heading {n}"]: n for n in TOC_STYLES}
+        entries = [
+            (levels[sid], text)
+            for p in self.doc.element.body.iterchildren(qn("w:p"))
+            if (sid := _style_id(p)) in levels and (text := " ".join(_paragraph_text(p).split()))
+        ]
+        for slot in self.toc_slots:
+            for p in _toc_paragraphs(entries):
+                slot.addprevious(p)
+            slot.getparent().remove(slot)
+        self.toc_slots.clear()
 
     def field(self, name: str, label: str, guide: str) -> None:
         heading = self.para("", "Heading 2")
@@ -437,6 +468,31 @@ class _Writer:
         _el("w:pStyle", ppr, val=self.style_ids[TABLE_STYLE])
         if right:
             _el("w:jc", ppr, val="right")
+
+
+def _toc_paragraphs(entries: list[tuple[int, str]]) -> list[Any]:
+    """The TOC field as paragraphs: begin, instruction and separator open the first, one entry
+    per paragraph (style TOC1/TOC2), the end closes the last; the placeholder without entries."""
+    paragraphs = []
+    for level, text in entries or [(1, "")]:
+        p = OxmlElement("w:p")
+        _el("w:pStyle", _el("w:pPr", p), val=TOC_STYLES[level][1])
+        p.append(_run(text) if entries else _run(TOC_PLACEHOLDER, italic=True))
+        paragraphs.append(p)
+    # dirty: Word offers to update the field when the document is opened (page numbers, links).
+    begin = _el("w:r")
+    _el("w:fldChar", begin, fldCharType="begin", dirty="true")
+    instr_run = _el("w:r")
+    instr = _el("w:instrText", instr_run)
+    instr.set(XML_SPACE, "preserve")
+    instr.text = TOC_INSTRUCTION
+    separate = _el("w:r")
+    _el("w:fldChar", separate, fldCharType="separate")
+    paragraphs[0].find(qn("w:pPr")).addnext(begin)
+    begin.addnext(instr_run)
+    instr_run.addnext(separate)
+    _el("w:fldChar", _el("w:r", paragraphs[-1]), fldCharType="end")
+    return paragraphs
 
 
 def _runs(p: Any, text: str) -> None:
