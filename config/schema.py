@@ -161,6 +161,9 @@ class FollowUpCalendar(Strict):
 class Deadlines(Strict):
     reminder_offsets_days: tuple[int, ...] = (14, 7, 1)
     escalate_after_days: int = Field(default=3, ge=1, le=60)
+    # A receipt's one-time code signs until this many days after the receipt's deadline (end of that
+    # day, Europe/Stockholm), or after issue if that is later: reminders after the deadline send the
+    # signatory back to the code in the delivery, which must still work.
     code_valid_days: int = Field(default=30, ge=1, le=365)
 
 

@@ -18,17 +18,17 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
-from models.db import home, session_scope
+from models.db import home, with_retry
 from models.errors import AuthorisationError, NotFoundError, UserError
 from models.tables import Cycle, Document, Receipt, ReceiptState, Signatory, utcnow
-from tasks.audit import audit, audit_refusal
-from tasks.handoffs import PHASE_REQUIRES, Handoff
+from tasks.audit import audit
+from tasks.handoffs import PHASE_REQUIRES, STOCKHOLM, Handoff
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are typed by hand
 CODE_LENGTH = 8
@@ -92,6 +92,16 @@ def _code_matches(key: str, code: str, stored: str) -> bool:
         return hmac.compare_digest(_hash_code(key, code), stored)
     legacy = hashlib.pbkdf2_hmac("sha256", _normalised(code).encode(), key.encode(), 20_000).hex()
     return hmac.compare_digest(legacy, stored)
+
+
+def code_expiry(deadline: date, issued: datetime, valid_days: int) -> datetime:
+    """When a receipt's one-time code stops signing: `valid_days` after its deadline, at the end of
+    that day in Europe/Stockholm, or `valid_days` after issue if that is later (a version issued
+    after the deadline). Reminders, which go out until the receipt is signed, send the signatory
+    back to the code in the delivery, so the code must outlive the deadline."""
+    last_day = deadline + timedelta(days=valid_days)
+    end_of_day = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=STOCKHOLM).astimezone(UTC)
+    return max(end_of_day, issued + timedelta(days=valid_days))
 
 
 # -- issuing --------------------------------------------------------------------------------------
@@ -173,7 +183,7 @@ def issue_receipt(
         version=plan.version,
         supersedes_id=plan.previous_id,
         code_hash=_hash_code(key, code_for(key)),
-        code_expires_at=now + timedelta(days=cfg.deadlines.code_valid_days),
+        code_expires_at=code_expiry(h.deadline, now, cfg.deadlines.code_valid_days),
     )
     session.add(receipt)
     if plan.previous_id is not None:
@@ -242,9 +252,11 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
         )
     if not req.code or receipt.code_hash is None:
         raise AuthorisationError(f"receipt {receipt.id}: a valid one-time code is required")
-    if receipt.code_expires_at is not None and receipt.code_expires_at < utcnow():
+    if receipt.code_expires_at is not None and receipt.code_expires_at <= utcnow():
+        expired = receipt.code_expires_at.astimezone(STOCKHOLM)
         raise AuthorisationError(
-            f"receipt {receipt.id}: the one-time code expired on {receipt.code_expires_at:%Y-%m-%d}"
+            f"receipt {receipt.id}: the one-time code expired {expired:%Y-%m-%d %H:%M} (Europe/Stockholm);"
+            " an operator may sign on the unit's behalf with a reason"
         )
     if not _code_matches(receipt.key, req.code, receipt.code_hash):
         raise AuthorisationError(f"receipt {receipt.id}: wrong one-time code")
@@ -252,48 +264,60 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
 
 
 def _decide(cfg: OrgConfig, req: SignRequest, dispute: bool, url: str | None) -> Receipt:
+    """Record an agreement or a dispute in one transaction, run again on a busy database or a lost
+    race (`with_retry`: each run re-reads and re-checks the receipt, so a concurrent signature of the
+    same receipt turns into "already agreed"). A refusal (`UserError`) is not retried: it is audited
+    once, in its own transaction, and raised to the user."""
     action = "receipt_disputed" if dispute else "receipt_agreed"
+
+    def decide(session: Session) -> Receipt:
+        receipt = _check_signable(session, req, dispute)
+        now = utcnow()
+        if req.operator_reason is not None:
+            who = f"{req.actor} (operatör för {receipt.receiver_unit})"
+            receipt.on_behalf_reason = req.operator_reason.strip()
+        else:
+            signatory = cfg.unit(receipt.receiver_unit).signatories
+            name = next((s.name for s in signatory if s.id == req.signatory), req.signatory or "")
+            who = f"{name} ({receipt.receiver_unit})"
+        receipt.state = ReceiptState.DISPUTED if dispute else ReceiptState.AGREED
+        receipt.signed_by, receipt.signed_at = who, now
+        receipt.comment = req.comment.strip() if req.comment else None
+        receipt.code_hash = None  # single use
+        receipt.updated_at = now
+        session.add(receipt)
+        audit(
+            session,
+            actor=req.actor if req.operator_reason is not None else who,
+            action=action + ("_on_behalf" if req.operator_reason is not None else ""),
+            cycle_id=receipt.cycle_id,
+            phase=receipt.phase,
+            subject=receipt.key,
+            reason=req.operator_reason,
+            detail={"comment": receipt.comment, "receipt_id": receipt.id},
+        )
+        # Late: messages → notify → receipts (codes are filled in at send time) would be a cycle.
+        from tasks.messages import queue_decision_notice
+
+        queue_decision_notice(session, cfg, receipt)
+        return receipt
+
     try:
-        with session_scope(url) as session:
-            receipt = _check_signable(session, req, dispute)
-            now = utcnow()
-            if req.operator_reason is not None:
-                who = f"{req.actor} (operatör för {receipt.receiver_unit})"
-                receipt.on_behalf_reason = req.operator_reason.strip()
-            else:
-                signatory = cfg.unit(receipt.receiver_unit).signatories
-                name = next((s.name for s in signatory if s.id == req.signatory), req.signatory or "")
-                who = f"{name} ({receipt.receiver_unit})"
-            receipt.state = ReceiptState.DISPUTED if dispute else ReceiptState.AGREED
-            receipt.signed_by, receipt.signed_at = who, now
-            receipt.comment = req.comment.strip() if req.comment else None
-            receipt.code_hash = None  # single use
-            receipt.updated_at = now
-            session.add(receipt)
+        return with_retry(decide, url)
+    except UserError as exc:
+        reason = str(exc)
+
+        def refused(session: Session) -> None:
             audit(
                 session,
-                actor=req.actor if req.operator_reason is not None else who,
-                action=action + ("_on_behalf" if req.operator_reason is not None else ""),
-                cycle_id=receipt.cycle_id,
-                phase=receipt.phase,
-                subject=receipt.key,
-                reason=req.operator_reason,
-                detail={"comment": receipt.comment, "receipt_id": receipt.id},
+                actor=req.actor,
+                action=action.replace("receipt_", "refused_"),
+                subject=f"receipt {req.receipt_id}",
+                reason=reason,
+                detail={"signatory": req.signatory},
             )
-            # Late: messages → notify → receipts (codes are filled in at send time) would be a cycle.
-            from tasks.messages import queue_decision_notice
 
-            queue_decision_notice(session, cfg, receipt)
-            return receipt
-    except UserError as exc:
-        audit_refusal(
-            url,
-            actor=req.actor,
-            action=action.replace("receipt_", "refused_"),
-            subject=f"receipt {req.receipt_id}",
-            reason=str(exc),
-            detail={"signatory": req.signatory},
-        )
+        with_retry(refused, url)  # its own transaction: the refused change itself was rolled back
         raise
 
 

@@ -5,11 +5,13 @@ database, the outbox's error text or a cycle export."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import zipfile
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hostile import db_dump
@@ -19,17 +21,24 @@ from typer.testing import CliRunner
 from config.loader import SAMPLES, load_config
 from models.db import session_scope
 from models.errors import AuthorisationError
-from models.tables import AuditEntry, Receipt, ReceiptState, utcnow
+from models.tables import AuditEntry, Cycle, Document, Receipt, ReceiptState, utcnow
 from tasks import archive, notify
+from tasks.calendar import today_stockholm
 from tasks.cycle import prepare_cycle
 from tasks.distribution import distribute
 from tasks.handoffs import handoffs_for_phase
 from tasks.notify import deliver_outbox
-from tasks.receipts import SignRequest, code_for, sign
+from tasks.receipts import PlannedReceipt, SignRequest, code_expiry, code_for, issue_receipt, sign
 
 YEAR = 2028
 PHASE = "planning_prerequisites"
 SECRET = "Hemligt-Losen-7f3a9c"
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def _end_of_day(day: date) -> datetime:
+    """Midnight after `day` in Stockholm, in UTC: the first moment `day` is over."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=STOCKHOLM).astimezone(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +67,14 @@ def _refusals(url: str) -> list[AuditEntry]:
 def test_an_expired_code_is_refused_and_audited(cfg, db_url, tmp_path):
     r = _issue(cfg, db_url, tmp_path)[0]
     signer = cfg.unit(r.receiver_unit).signatories[0].id
+    days = timedelta(days=cfg.deadlines.code_valid_days)
     with session_scope(db_url) as s:
         row = s.get(Receipt, r.id)
         assert row.code_expires_at is not None  # every issued code has an expiry
-        # the configured validity, counted from issue
-        assert abs((row.code_expires_at - row.created_at) - timedelta(days=cfg.deadlines.code_valid_days)) < timedelta(
-            minutes=1
-        )
+        # the configured validity, counted from the end of the deadline day (or from issue if later)
+        expected = max(_end_of_day(row.deadline + days), row.created_at + days)
+        assert abs(row.code_expires_at - expected) < timedelta(minutes=1)
+        assert row.code_expires_at >= _end_of_day(row.deadline + days)
         row.code_expires_at = utcnow() - timedelta(minutes=1)
         s.add(row)
     before = _state(db_url, r.id)
@@ -72,6 +82,68 @@ def test_an_expired_code_is_refused_and_audited(cfg, db_url, tmp_path):
         sign(cfg, SignRequest(r.id, signer, code_for(r.key)), url=db_url)
     assert _state(db_url, r.id) == before and before[0] == ReceiptState.ISSUED
     assert [a.action for a in _refusals(db_url)] == ["refused_agreed"]
+
+
+def test_code_expiry_counts_from_the_end_of_the_deadline_day_in_stockholm():
+    issued = datetime(2027, 10, 1, 9, 30, tzinfo=UTC)
+    # summer time: the end of 15 July in Stockholm is 22:00 UTC
+    assert code_expiry(date(2028, 6, 15), issued, 30) == datetime(2028, 7, 15, 22, 0, tzinfo=UTC)
+    # winter time: 23:00 UTC; a deadline 241 days after issue, far beyond 30 days of validity
+    assert code_expiry(date(2028, 1, 10), issued, 30) == datetime(2028, 2, 9, 23, 0, tzinfo=UTC)
+    # a version issued after its deadline (a late dispute) still gets its days from issue
+    assert code_expiry(date(2027, 9, 1), issued, 30) == issued + timedelta(days=30)
+
+
+def _issue_at(cfg, url: str, index: int, *, issued: datetime, deadline: date) -> Receipt:
+    """Issue one receipt of the phase as if at `issued`, with `deadline`: the code's validity is
+    counted by `issue_receipt` itself, signing checks it against the real clock."""
+    cycle_id = prepare_cycle(cfg, YEAR, url)
+    handoff = dataclasses.replace(handoffs_for_phase(cfg, YEAR, PHASE)[index], deadline=deadline)
+    with session_scope(url) as s:
+        document = Document(
+            key=f"test/{handoff.receiver}",
+            cycle_id=cycle_id,
+            phase=PHASE,
+            unit_id=handoff.receiver,
+            kind="planeringsforutsattningar",
+            format="docx",
+            relpath=f"{handoff.receiver}.docx",
+            content_hash="0" * 64,
+            title="Planeringsförutsättningar",
+        )
+        s.add(document)
+        s.flush()
+        plan = PlannedReceipt(handoff, 1, None, True)
+        receipt, created = issue_receipt(s, cfg, s.get(Cycle, cycle_id), plan, document, actor="test", now=issued)
+        assert created
+    return receipt
+
+
+def test_a_code_signs_until_code_valid_days_after_the_deadline(cfg, db_url):
+    valid = timedelta(days=cfg.deadlines.code_valid_days)
+    now, today = utcnow(), today_stockholm()
+    # issued 40 days ago (beyond the validity counted from issue), deadline in 10 days: accepted
+    in_time = _issue_at(cfg, db_url, 0, issued=now - valid - timedelta(days=10), deadline=today + timedelta(days=10))
+    signer = cfg.unit(in_time.receiver_unit).signatories[0].id
+    assert sign(cfg, SignRequest(in_time.id, signer, code_for(in_time.key)), url=db_url).state == ReceiptState.AGREED
+    # deadline + code_valid_days is today: the code still signs until the end of the day
+    last_day = _issue_at(cfg, db_url, 1, issued=now - valid - timedelta(days=200), deadline=today - valid)
+    signer = cfg.unit(last_day.receiver_unit).signatories[0].id
+    assert sign(cfg, SignRequest(last_day.id, signer, code_for(last_day.key)), url=db_url).state == ReceiptState.AGREED
+    assert _refusals(db_url) == []
+
+    # deadline + code_valid_days was yesterday: the right code is refused as expired, audited
+    late = _issue_at(
+        cfg, db_url, 2, issued=now - valid - timedelta(days=400), deadline=today - valid - timedelta(days=1)
+    )
+    signer = cfg.unit(late.receiver_unit).signatories[0].id
+    before = _state(db_url, late.id)
+    with pytest.raises(AuthorisationError, match="expired"):
+        sign(cfg, SignRequest(late.id, signer, code_for(late.key), actor="sen"), url=db_url)
+    assert _state(db_url, late.id) == before and before[0] == ReceiptState.ISSUED and before[2] is not None
+    refusals = _refusals(db_url)
+    assert [(a.action, a.actor, a.subject) for a in refusals] == [("refused_agreed", "sen", f"receipt {late.id}")]
+    assert "expired" in refusals[0].reason
 
 
 def test_a_code_signs_only_its_own_receipt(cfg, db_url, tmp_path):
