@@ -250,7 +250,7 @@ def phase_requests(cfg: Any, year: int, phase: str, occasion: Any | None) -> lis
     from tasks.handoffs import handoffs_for_phase
 
     seen: dict[str, Any] = {}
-    for h in handoffs_for_phase(cfg, year, phase, occasion):
+    for h in handoffs_for_phase(cfg, year, phase, occasion, every_stage=True):
         for d in h.documents:
             seen.setdefault(doc_key(cfg, year, d), d)
     return list(seen.values())
@@ -383,24 +383,11 @@ def run_scale(
         part = Part(name)
         requests = phase_requests(cfg, year, phase, occ)
         part.documents = len(requests)
-        before = _count_runs()
-        with timed(part.project, "flow"):
-            params: dict[str, Any] = {"year": year, "wait": False, "config": config, "actor": "bench"}
-            if occ is not None:
-                params["occasion"] = occ.key
-            PHASE_FLOWS[phase](**params)
-        after = _count_runs()
-        part.task_runs, part.flow_runs = after[0] - before[0], after[1] - before[1]
-        part.task_seconds = _task_seconds()
-        with session_scope() as s:
-            cycle_id = get_cycle(s, cfg, year).id  # type: ignore[union-attr]
+        params: dict[str, Any] = {"year": year, "wait": False, "config": config, "actor": "bench"}
         if occ is not None:
-            with timed(part.project, "returns"):
-                hand_in_returns(cycle_id, occ.key, returns)
-        part.receipts += _sign_timed(part, cfg, cycle_id, phase, sign_max)
-        if occ is not None:
-            # Every return is in: the second pass of the follow-up flow (what a resume runs) writes the
-            # level reports from the aggregate and hands them up the chain; then those receipts are signed.
+            params["occasion"] = occ.key
+
+        def flow_pass(part: Part = part, phase: str = phase, params: dict[str, Any] = params) -> None:
             before = _count_runs()
             with timed(part.project, "flow"):
                 PHASE_FLOWS[phase](**params)
@@ -409,7 +396,27 @@ def run_scale(
             part.flow_runs += after[1] - before[1]
             for k, v in _task_seconds().items():
                 part.task_seconds[k] = part.task_seconds.get(k, 0.0) + v
+
+        flow_pass()
+        with session_scope() as s:
+            cycle_id = get_cycle(s, cfg, year).id  # type: ignore[union-attr]
+        if occ is not None:
+            with timed(part.project, "returns"):
+                hand_in_returns(cycle_id, occ.key, returns)
+        signed_now = _sign_timed(part, cfg, cycle_id, phase, sign_max)
+        part.receipts += signed_now
+        if occ is not None:
+            # Every return is in: the second pass of the follow-up flow (what a resume runs) writes the
+            # level reports from the aggregate and hands them up the chain; then those receipts are signed.
+            flow_pass()
             part.receipts += _sign_timed(part, cfg, cycle_id, phase, sign_max)
+        elif phase == "regional_plan":
+            # Staged through the decision chain: each pass (what a resume runs) issues the next stage
+            # once the one before is agreed, the decided plan to the committees last.
+            while signed_now:
+                flow_pass()
+                signed_now = _sign_timed(part, cfg, cycle_id, phase, sign_max)
+                part.receipts += signed_now
             with timed(part.project, "aggregation"):
                 result = aggregate(cfg, cycle_id, occ.key)
             agg_units = sum(1 for r in result.reports.values() if r.reported is not None)

@@ -67,7 +67,7 @@ def _participation(cfg: OrgConfig, plan_year: int) -> tuple[dict[str, set[str]],
     handoff_units: dict[str, set[str]] = {}
     for p in cfg.wheel.phases:
         units: set[str] = set()
-        for h in handoffs_for_phase(cfg, plan_year, p.id, last if p.id == "follow_up" else None):
+        for h in handoffs_for_phase(cfg, plan_year, p.id, last if p.id == "follow_up" else None, every_stage=True):
             units.update((h.sender, h.receiver))
         handoff_units[p.id] = units
     meeting_units: dict[str, set[str]] = {p.id: set() for p in cfg.wheel.phases}
