@@ -410,6 +410,9 @@ def run_scale(
             # level reports from the aggregate and hands them up the chain; then those receipts are signed.
             flow_pass()
             part.receipts += _sign_timed(part, cfg, cycle_id, phase, sign_max)
+            with timed(part.project, "aggregation"):
+                result = aggregate(cfg, cycle_id, occ.key)
+            agg_units = sum(1 for r in result.reports.values() if r.reported is not None)
         elif phase == "regional_plan":
             # Staged through the decision chain: each pass (what a resume runs) issues the next stage
             # once the one before is agreed, the decided plan to the committees last.
@@ -417,9 +420,6 @@ def run_scale(
                 flow_pass()
                 signed_now = _sign_timed(part, cfg, cycle_id, phase, sign_max)
                 part.receipts += signed_now
-            with timed(part.project, "aggregation"):
-                result = aggregate(cfg, cycle_id, occ.key)
-            agg_units = sum(1 for r in result.reports.values() if r.reported is not None)
         # A part larger than baseline_max is measured on every k-th document and scaled: the plain loop
         # costs the same per document of a kind, and the sample keeps the mix of kinds.
         step = max(1, -(-len(requests) // baseline_max))
