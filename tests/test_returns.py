@@ -25,7 +25,7 @@ import openpyxl
 import pytest
 import typer
 from docx import Document as DocxDocument
-from secretary import CTRL, fill_docx, fill_xlsx
+from secretary import CTRL, fill_docx, fill_xlsx, inject_raw
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -425,9 +425,22 @@ def _request(doc: Document, occasion) -> DocRequest:
     return DocRequest(doc.kind, doc.phase, doc.unit_id, doc.version, extra)
 
 
+# What a secretary pastes into free text: Swedish letters, formula prefixes (= + - @), a tab, and
+# characters XML cannot hold (CTRL, put into the saved file as raw bytes). Each must come back as text.
+PASTED = (
+    "Svar med åäö ÅÄÖ é ü – ”citat”",
+    FORMULA,
+    PLUS,
+    "-2 % enligt prognos",
+    "@SUM(1+1) är text",
+    f"Styr{CTRL}ning\tmed tabb",
+)
+
+
 def _fill_every_open_cell(src: Path, dst: Path) -> dict[str, dict[int, dict[str, Any]]]:
     """Type into every unlocked cell what its validation allows (a list value, a number within
-    bounds, a date, text): the whole fill-in surface of a workbook."""
+    bounds, a date, pasted text): the whole fill-in surface of a workbook."""
+    pasted = iter(PASTED * 10_000)
     wb = openpyxl.load_workbook(src)
     expected: dict[str, dict[int, dict[str, Any]]] = {}
     for ws in wb.worksheets:
@@ -446,7 +459,7 @@ def _fill_every_open_cell(src: Path, dst: Path) -> dict[str, dict[int, dict[str,
                     continue
                 dv = rules.get(c.coordinate)
                 if dv is None:
-                    value: Any = f"Svar {ws.title} {c.coordinate} – åäö"
+                    value: Any = next(pasted)
                 elif dv.type == "list":
                     value = _choices(wb, ws, c.coordinate)[-1]
                 elif dv.type == "whole":
@@ -462,6 +475,7 @@ def _fill_every_open_cell(src: Path, dst: Path) -> dict[str, dict[int, dict[str,
                 c.value = value
                 expected.setdefault(ws.title, {}).setdefault(c.row, {})[headers[c.column]] = _stored(value)
     wb.save(dst)
+    inject_raw(dst, b"\x01_x0002_&#x7;\x08")
     return expected
 
 
@@ -474,6 +488,7 @@ def test_every_fill_in_kind_round_trips(cfg, db_url, tmp_path):
     with session_scope(db_url) as s:
         docs = list(s.exec(select(Document).order_by(Document.id)))
     kinds = set()
+    pasted_back: set[Any] = set()
     for doc in docs:
         exp = catalog.expected(cfg, YEAR, _request(doc, occasion if doc.phase == "follow_up" else None))
         if not exp.fill_in:
@@ -481,15 +496,25 @@ def test_every_fill_in_kind_round_trips(cfg, db_url, tmp_path):
         kinds.add(doc.kind)
         filled = tmp_path / Path(doc.relpath).name
         if doc.format == "docx":
-            answers = {name: [f"{label}: ifyllt svar med åäö."] for name, label in exp.fields.items()}
+            answers = {
+                name: [f"{label}: ifyllt svar med åäö.", f"{FORMULA} inklistrad", f"{PLUS}\tmed tabb och {CTRL}."]
+                for name, label in exp.fields.items()
+            }
             fields = fill_docx(out / doc.relpath, filled, answers)
             result = submit_file(cfg, filled, url=db_url, actor="t")
-            assert result.content == {"fields": fields}, doc.kind
+            with session_scope(db_url) as s:  # the database row, not what the call returned
+                content = s.get(Submission, result.submission_id).content
+            assert content == {"fields": fields}, doc.kind
         else:
             typed = _fill_every_open_cell(out / doc.relpath, filled)
             result = submit_file(cfg, filled, url=db_url, actor="t")
-            stored = {sheet: _by_row(rows) for sheet, rows in result.content["sheets"].items() if rows}
+            with session_scope(db_url) as s:
+                content = s.get(Submission, result.submission_id).content
+            stored = {sheet: _by_row(rows) for sheet, rows in content["sheets"].items() if rows}
             assert stored == typed, doc.kind
+            pasted_back.update(v for rows in stored.values() for row in rows.values() for v in row.values())
+    # Every pasted text reached a workbook and came back as text, the control characters gone.
+    assert pasted_back >= {_stored(t) for t in PASTED}
     assert kinds >= {
         "aterkoppling",
         "verksamhetsplan_mall",
