@@ -456,8 +456,10 @@ def _decide(
     if local_server.is_healthy():
         from tasks.waiting import resume_if_ready
 
-        if resume_if_ready(r.cycle_id, r.phase, req.actor, wait_s=5):
-            out.print(f"phase {r.phase} resumed")
+        # The run of this receipt's follow-up occasion; the user's --config, for a phase started again.
+        occasion = receipts.occasion_of(r.topic)
+        if resume_if_ready(r.cycle_id, r.phase, req.actor, occasion=occasion, wait_s=5, config=config):
+            out.print(f"phase {r.phase}{' ' + occasion if occasion else ''} resumed")
 
 
 SignatoryOpt = Annotated[str | None, typer.Option(help="Your signatory id in the receiving unit.")]
@@ -512,6 +514,10 @@ def resume(
     year: YearOpt = None,
     config: ConfigOpt = None,
     actor: ActorOpt = "operatör",
+    occasion: Annotated[
+        str | None,
+        typer.Option(help="The waiting follow-up occasion, e.g. delar-2028-08-31 (needed when several wait)."),
+    ] = None,
 ) -> None:
     """Operator override: resume a phase that waits for receipts, with a reason."""
     from models.db import session_scope
@@ -519,17 +525,38 @@ def resume(
     from tasks.waiting import resume_if_ready
 
     cfg = _cfg(config)
+    pid = _phase_id(phase)
+    if pid != "follow_up" and occasion:
+        raise UserError(f"--occasion: only the follow-up phase has occasions (phase: {phase})")
     _db()
     y = _year(cfg, year)
     if not reason.strip():
         raise UserError("--reason: a reason is required")
     with session_scope() as s:
         cycle = get_cycle(s, cfg, y)
+        if cycle is not None and occasion is None:
+            occasion = _waiting_occasion(s, cycle.id, pid)  # type: ignore[arg-type]
     if cycle is None:
         raise UserError(f"--year: no cycle for {y}")
-    if not resume_if_ready(cycle.id, _phase_id(phase), actor, force_reason=reason):  # type: ignore[arg-type]
-        raise UserError(f"phase {phase}: no suspended run to resume for {y}")
-    out.print(f"phase {phase} resumed")
+    if not resume_if_ready(cycle.id, pid, actor, occasion=occasion or "", force_reason=reason, config=config):  # type: ignore[arg-type]
+        raise UserError(f"phase {phase}{' ' + occasion if occasion else ''}: no suspended run to resume for {y}")
+    out.print(f"phase {phase}{' ' + occasion if occasion else ''} resumed")
+
+
+def _waiting_occasion(session: Any, cycle_id: int, phase: str) -> str:
+    """The one waiting run's occasion ("" for a phase without occasions); several: --occasion is needed."""
+    from sqlmodel import select
+
+    from models.tables import PhaseRun, PhaseState
+
+    waiting = session.exec(
+        select(PhaseRun.occasion).where(
+            PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase, PhaseRun.state == PhaseState.WAITING
+        )
+    ).all()
+    if len(waiting) > 1:
+        raise UserError(f"--occasion: {len(waiting)} occasions wait, name one ({', '.join(sorted(waiting))})")
+    return waiting[0] if waiting else ""
 
 
 @app.command()

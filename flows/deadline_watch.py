@@ -79,26 +79,29 @@ def watch(config: str | None, as_of: date) -> WatchReport:
 
 
 @step
-def sweep_waiting(cycle_ids: list[int]) -> list[str]:
-    """Resume every waiting phase run that has all its receipts (or a dispute to answer)."""
+def sweep_waiting(cycle_ids: list[int], config: str | None = None) -> list[str]:
+    """Resume every waiting phase run that has all its receipts (or a dispute to answer); `config`
+    is the watch's own configuration, for a phase started again from its deployment."""
     from tasks.waiting import resume_if_ready
 
     if not cycle_ids:
         return []
     with session_scope() as session:
+        # One row per follow-up occasion: each waits for, and is resumed on, its own receipts.
         waiting = session.exec(
-            select(PhaseRun.cycle_id, PhaseRun.phase).where(
+            select(PhaseRun.cycle_id, PhaseRun.phase, PhaseRun.occasion).where(
                 PhaseRun.cycle_id.in_(cycle_ids),  # type: ignore[attr-defined]
                 PhaseRun.state == PhaseState.WAITING,
             )
         ).all()
     resumed = []
-    for cycle_id, phase in waiting:
+    for cycle_id, phase, occasion in waiting:
+        name = f"{phase} {occasion}".strip()
         try:
-            if resume_if_ready(cycle_id, phase, ACTOR, wait_s=0):
-                resumed.append(f"{cycle_id}/{phase}")
+            if resume_if_ready(cycle_id, phase, ACTOR, occasion=occasion, wait_s=0, config=config):
+                resumed.append(f"{cycle_id}/{phase}" + (f"/{occasion}" if occasion else ""))
         except Exception as exc:  # a stale run id must not stop the watch; say so and go on
-            get_run_logger().warning("could not resume %s of cycle %d: %s", phase, cycle_id, mask_secrets(str(exc)))
+            get_run_logger().warning("could not resume %s of cycle %d: %s", name, cycle_id, mask_secrets(str(exc)))
     if resumed:
         get_run_logger().info("resumed waiting phases: %s", ", ".join(resumed))
     return resumed
@@ -256,7 +259,7 @@ def deadline_watch(as_of: date | None = None, config: str | None = None) -> dict
     cfg = load_config(config)
     report = watch(config, day)
     sent = send_notifications(config)
-    resumed = sweep_waiting([c for c, _ in report.cycles])
+    resumed = sweep_waiting([c for c, _ in report.cycles], config)
     queued = {"reminders": report.reminders, "escalations": report.escalations, **sent}
     cycles = []
     for cycle_id, year in report.cycles:

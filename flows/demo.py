@@ -191,7 +191,7 @@ def _run_one(
                 raise UserError(f"demo: phase {phase} did not finish within {PHASE_TIMEOUT_S} s (flow run {fr.id})")
             with session_scope() as s:
                 cycle = get_cycle(s, cfg, year)
-                rows = _of_occasion(current_receipts(s, cycle.id, phase), occasion) if cycle else []
+                rows = current_receipts(s, cycle.id, phase, occasion or "") if cycle else []
             if cycle is None:
                 time.sleep(0.5)
                 continue
@@ -229,7 +229,7 @@ def _run_one(
                     disputed = True
                 else:
                     sign(cfg, dataclasses.replace(req, comment=decision_comment(cfg, year, r)))
-            resume_if_ready(cycle.id, phase, "demo", wait_s=0)  # type: ignore[arg-type]
+            resume_if_ready(cycle.id, phase, "demo", occasion=occasion or "", wait_s=0, config=config)  # type: ignore[arg-type]
             time.sleep(0.5)
         final = client.read_flow_run(UUID(str(fr.id)))
     bar.remove_task(task)
@@ -238,7 +238,7 @@ def _run_one(
         raise UserError(f"demo: phase {phase} ended {final.state.name if final.state else '?'} (flow run {fr.id})")
     with session_scope() as s:
         cycle = get_cycle(s, cfg, year)
-        rows = _of_occasion(current_receipts(s, cycle.id, phase), occasion)  # type: ignore[union-attr, arg-type]
+        rows = current_receipts(s, cycle.id, phase, occasion or "")  # type: ignore[union-attr]
     return {
         "phase": phase,
         "name": name,
@@ -248,11 +248,6 @@ def _run_one(
         "agreed": sum(r.state == "agreed" for r in rows),
         "versions": max((r.version for r in rows), default=0),
     }
-
-
-def _of_occasion(rows: list[Any], occasion: str | None) -> list[Any]:
-    """Follow-up occasions share a phase; each has its own receipts (topic ends with its key)."""
-    return rows if occasion is None else [r for r in rows if r.topic.endswith(occasion)]
 
 
 def _returns_count() -> int:

@@ -32,7 +32,7 @@ def _can_suspend() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
-def _wait_for_receipts(cycle_id: int, phase: str, key: str) -> tuple[int, int, bool]:
+def _wait_for_receipts(cycle_id: int, phase: str, key: str, occasion: str = "") -> tuple[int, int, bool]:
     """Suspend until the receipts are all agreed or an operator overrides: (agreed, total, overridden).
 
     Returns only when resumed; a suspension raises Pause and this process exits. Each wait uses its
@@ -52,7 +52,7 @@ def _wait_for_receipts(cycle_id: int, phase: str, key: str) -> tuple[int, int, b
             crash_point("after_suspend")  # suspended on the server, this process not yet gone
             raise
         # Here only when this key was already resumed: by the last signature, or by an operator.
-        _, agreed, total = wait_state(cycle_id, phase)
+        _, agreed, total = wait_state(cycle_id, phase, occasion)
         if given.override:
             if record_override(cycle_id, phase, flow_run_id, this_key, given, agreed, total):
                 logger.warning("Resumed by %s (override): %s", given.resumed_by, given.reason)
@@ -90,10 +90,12 @@ def run_phase(
         from tasks.followup_calendar import occasions
 
         occ = occasions(cfg, year)[-1]  # the annual report, unless told otherwise
+    # A follow-up occasion is a phase run of its own: its own row, its own receipts to wait for.
+    occ_key = occ.key if occ else ""
 
     cycle_id = steps.prepare_cycle(config, year)
-    missing = steps.check_gate(config, cycle_id, phase, override, reason, actor)
-    steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor)
+    missing = steps.check_gate(config, cycle_id, phase, override, reason, actor, occ_key)
+    steps.start_phase_run(cycle_id, phase, _flow_run_id(), as_of, actor, occ_key)
     result = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
     levels = None
     if occ is not None:
@@ -103,24 +105,26 @@ def run_phase(
         levels = steps.hand_up_levels(config, cycle_id, occ, overrides, actor)
     crash_point("after_record")  # receipts and their notifications committed, nothing sent yet
     sent = steps.send_notifications(config)
-    steps.publish_receipts(config, cycle_id, year, phase)
+    steps.publish_receipts(config, cycle_id, year, phase, occ_key)
 
     gate_overridden = bool(missing)
     resumed_without_all = False
-    key, agreed, total = wait_state(cycle_id, phase)
+    key, agreed, total = wait_state(cycle_id, phase, occ_key)
     if key is not None and wait and _can_suspend():
-        mark_waiting(cycle_id, phase)
+        mark_waiting(cycle_id, phase, occ_key)
         logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)
         crash_point("at_suspend")  # marked waiting, not yet suspended on the server
-        agreed, total, resumed_without_all = _wait_for_receipts(cycle_id, phase, key)
-        steps.publish_receipts(config, cycle_id, year, phase)
+        agreed, total, resumed_without_all = _wait_for_receipts(cycle_id, phase, key, occ_key)
+        steps.publish_receipts(config, cycle_id, year, phase, occ_key)
 
     overridden = gate_overridden or resumed_without_all
     if agreed < total and not resumed_without_all:
-        steps.mark_phase(cycle_id, phase, PhaseState.WAITING, actor, overridden)
+        steps.mark_phase(cycle_id, phase, PhaseState.WAITING, actor, overridden, occasion=occ_key)
         state = PhaseState.WAITING
     else:
-        steps.mark_phase(cycle_id, phase, PhaseState.COMPLETED, actor, overridden, phase_cfg.receipt_deadline)
+        steps.mark_phase(
+            cycle_id, phase, PhaseState.COMPLETED, actor, overridden, phase_cfg.receipt_deadline, occasion=occ_key
+        )
         state = PhaseState.COMPLETED
     summary = {
         "phase": phase,
@@ -157,5 +161,6 @@ def run_phase(
             if levels is not None
             else ""
         ),
+        occ_key,
     )
     return summary

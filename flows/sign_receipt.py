@@ -7,7 +7,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from config.loader import load_config
-from tasks.receipts import SignRequest, dispute, sign
+from tasks.receipts import SignRequest, dispute, occasion_of, sign
 from tasks.waiting import resume_if_ready
 
 DESCRIPTION = (
@@ -52,6 +52,9 @@ def sign_receipt(
     receipt = dispute(cfg, req) if decision == "dispute" else sign(cfg, req)
     # Never fails a run whose signature is committed: a run resumed by someone else first, crashed or
     # unknown to this Prefect server is handled there (restarted from its deployment, or audited).
-    resumed = resume_if_ready(receipt.cycle_id, receipt.phase, req.actor, config=config)
+    # A follow-up receipt resumes the run of its own occasion.
+    resumed = resume_if_ready(
+        receipt.cycle_id, receipt.phase, req.actor, occasion=occasion_of(receipt.topic), config=config
+    )
     get_run_logger().info("Receipt %s is now %s; phase resumed: %s", receipt.id, receipt.state, resumed)
     return {"receipt_id": receipt.id, "state": str(receipt.state), "phase_resumed": resumed}

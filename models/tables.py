@@ -79,13 +79,18 @@ class Cycle(SQLModel, table=True):
 
 
 class PhaseRun(SQLModel, table=True):
-    """The state of one phase in one cycle; re-runs update the same row."""
+    """The state of one phase in one cycle, per follow-up occasion; re-runs update the same row.
 
-    __table_args__ = (UniqueConstraint("cycle_id", "phase"),)
+    The follow-up phase runs once per occasion (each its own flow run, each waiting for its own
+    receipts), so the occasion is part of the key; other phases have the occasion "" (not NULL:
+    NULLs are distinct in a unique constraint, and the constraint must hold on both backends)."""
+
+    __table_args__ = (UniqueConstraint("cycle_id", "phase", "occasion", name="uq_phaserun_cycle_phase_occasion"),)
 
     id: int | None = Field(default=None, primary_key=True)
     cycle_id: int = Field(foreign_key="cycle.id")
     phase: str = Field(max_length=40)
+    occasion: str = Field(default="", max_length=40, sa_column_kwargs={"server_default": ""})
     state: str = Field(default=PhaseState.RUNNING, max_length=20)
     attempts: int = 0
     flow_run_id: str | None = Field(default=None, max_length=40)

@@ -52,6 +52,7 @@ from tasks.followup_calendar import occasions
 from tasks.messages import phase_links
 from tasks.notify import render_message
 from tasks.progress import completion_days, milestone_done
+from tasks.receipts import occasion_of
 from tasks.wheel import resolve_wheel
 
 __all__ = [
@@ -179,6 +180,7 @@ class DueItem:
     disputed: bool = False
     created: date | None = None
     org: str = ""
+    occasion: str = ""  # receipts of a follow-up occasion: the occasion (its run is the link)
 
     @property
     def base_key(self) -> str:
@@ -261,6 +263,7 @@ def _collect(session: Session, cfg: OrgConfig, cycles: list[ActiveCycle], as_of:
                 disputed=disputed,
                 # Only a reminder before the deadline looks at it: skip the conversion otherwise.
                 created=_local_day(created_at) if days > 0 else None,
+                occasion=occasion_of(topic),
             )
         )
     return items
@@ -466,7 +469,9 @@ def run_watch(cfg: OrgConfig, as_of: date | None = None, url: str | None = None)
     rows: list[tuple[Any, ...]] = []
     now = utcnow()
     for p in fresh:
-        link = links.get((p.item.cycle_id, p.item.phase), fallback_link)
+        link = links.get((p.item.cycle_id, p.item.phase, p.item.occasion)) or links.get(
+            (p.item.cycle_id, p.item.phase, ""), fallback_link
+        )
         subject, body = _message(cfg, names, p.item, p.stage, p.target, link)
         subject = " ".join(subject.split())[:MAX_SUBJECT]
         base = p.item.base_key

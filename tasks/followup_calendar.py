@@ -42,6 +42,18 @@ class Occasion:
 _PREFIX = {"monthly": "manad", "forecast": "prognos", "interim": "delar", "annual": "ar"}
 
 
+def occasion_name(key: str) -> str:
+    """An occasion's Swedish name from its key alone, without resolving the calendar (`status` stays
+    fast): 'delar-2028-08-31' is 'Delårsrapport per 31 augusti 2028'; a key it cannot read is its own name."""
+    prefix, _, day = key.partition("-")
+    kind = next((k for k, p in _PREFIX.items() if p == prefix), None)
+    try:
+        period_end = date.fromisoformat(day)
+    except ValueError:
+        return key
+    return f"{KIND_NAMES[kind]} per {long_date(period_end)}" if kind else key
+
+
 def _month_end(year: int, month: int) -> date:
     return date(year, month, _cal.monthrange(year, month)[1])
 

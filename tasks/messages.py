@@ -10,11 +10,13 @@ from models.tables import Document, PhaseRun, Receipt, ReceiptState
 # The stored body holds CODE_PLACEHOLDER where the one-time code goes; the code is derived and
 # filled in only when the message is sent, so the outbox never holds it.
 from tasks.notify import CODE_PLACEHOLDER, queue_notification, render_message
+from tasks.phase_runs import find_phase_run
+from tasks.receipts import occasion_of
 
 
-def phase_link(session: Session, cfg: OrgConfig, cycle_id: int, phase: str) -> str:
-    """The phase run in the Prefect UI, where its receipt table is an artifact."""
-    run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).first()
+def phase_link(session: Session, cfg: OrgConfig, cycle_id: int, phase: str, occasion: str = "") -> str:
+    """The phase run (of the follow-up occasion) in the Prefect UI, where its receipt table is an artifact."""
+    run = find_phase_run(session, cycle_id, phase, occasion)
     base = cfg.organisation.ui_url.rstrip("/")
     if run is not None and run.flow_run_id:
         return f"{base}/runs/flow-run/{run.flow_run_id}"
@@ -34,7 +36,7 @@ def queue_delivery(session: Session, cfg: OrgConfig, receipt: Receipt, document:
     note on the unit's other channels. Returns the number of messages queued (or already there)."""
     unit = cfg.unit(receipt.receiver_unit)
     sender = cfg.unit(receipt.sender_unit)
-    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase)
+    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
     count = 0
     context = {
         "organisation": cfg.organisation.name,
@@ -93,7 +95,7 @@ def queue_decision_notice(session: Session, cfg: OrgConfig, receipt: Receipt) ->
     """Tell the sender that the receiver agreed or disputed (a dispute asks for a new version)."""
     sender = cfg.unit(receipt.sender_unit)
     name = "receipt_disputed" if receipt.state == ReceiptState.DISPUTED else "receipt_agreed"
-    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase)
+    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
     document = session.get(Document, receipt.document_id) if receipt.document_id else None
     subject, body = render_message(
         name,
@@ -127,16 +129,21 @@ def queue_decision_notice(session: Session, cfg: OrgConfig, receipt: Receipt) ->
         )
 
 
-def phase_links(session: Session, cfg: OrgConfig, cycle_ids: list[int]) -> dict[tuple[int, str], str]:
-    """`phase_link` for every phase of many cycles in one query: (cycle id, phase) → link. A phase
-    without a run links to the run list, as `phase_link` does."""
+def phase_links(session: Session, cfg: OrgConfig, cycle_ids: list[int]) -> dict[tuple[int, str, str], str]:
+    """`phase_link` for every phase run of many cycles in one query: (cycle id, phase, follow-up
+    occasion) → link. A phase without a run links to the run list, as `phase_link` does; (cycle id,
+    phase, "") of the follow-up phase, for what belongs to no one occasion (its milestones), links
+    to the occasion's run started last."""
     base = cfg.organisation.ui_url.rstrip("/")
-    links = {(c, p.id): f"{base}/runs" for c in cycle_ids for p in cfg.wheel.phases}
+    links = {(c, p.id, ""): f"{base}/runs" for c in cycle_ids for p in cfg.wheel.phases}
     if cycle_ids:
-        query = select(PhaseRun.cycle_id, PhaseRun.phase, PhaseRun.flow_run_id).where(
-            PhaseRun.cycle_id.in_(cycle_ids)  # type: ignore[attr-defined]
+        query = (
+            select(PhaseRun.cycle_id, PhaseRun.phase, PhaseRun.occasion, PhaseRun.flow_run_id)
+            .where(PhaseRun.cycle_id.in_(cycle_ids))  # type: ignore[attr-defined]
+            .order_by(PhaseRun.occasion == "", PhaseRun.started_at, PhaseRun.id)  # a run without occasion wins ""
         )
-        for cycle_id, phase, flow_run_id in session.exec(query):
+        for cycle_id, phase, occasion, flow_run_id in session.exec(query):
             if flow_run_id:
-                links[(cycle_id, phase)] = f"{base}/runs/flow-run/{flow_run_id}"
+                link = f"{base}/runs/flow-run/{flow_run_id}"
+                links[(cycle_id, phase, occasion)] = links[(cycle_id, phase, "")] = link
     return links

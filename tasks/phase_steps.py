@@ -27,6 +27,7 @@ from tasks.followup_calendar import Occasion
 from tasks.handoffs import handoffs_for_phase
 from tasks.level_reports import HandUpResult, with_conclusions
 from tasks.notify import deliver_outbox
+from tasks.phase_runs import phase_run_query
 from tasks.progress import artifact_key, receipt_rows
 from tasks.receipts import gate_missing, progress
 
@@ -40,8 +41,11 @@ def prepare_cycle(config: str | None, year: int) -> int:
 
 
 @step
-def check_gate(config: str | None, cycle_id: int, phase: str, override: bool, reason: str, actor: str) -> list[str]:
-    """Stop with the list of missing receipts, unless an operator overrides with a reason."""
+def check_gate(
+    config: str | None, cycle_id: int, phase: str, override: bool, reason: str, actor: str, occasion: str = ""
+) -> list[str]:
+    """Stop with the list of missing receipts, unless an operator overrides with a reason (recorded
+    with the follow-up occasion it was given for: a run started again finds its own)."""
     with session_scope() as session:
         missing = gate_missing(session, cycle_id, phase)
         if not missing:
@@ -63,7 +67,7 @@ def check_gate(config: str | None, cycle_id: int, phase: str, override: bool, re
                 cycle_id=cycle_id,
                 phase=phase,
                 reason=reason.strip(),
-                detail={"missing": missing[:200]},
+                detail={"missing": missing[:200], **_occasion_detail(occasion)},
             )
             get_run_logger().warning("Gate overridden by %s (%s): %d receipts missing", actor, reason, len(missing))
             return missing
@@ -72,12 +76,25 @@ def check_gate(config: str | None, cycle_id: int, phase: str, override: bool, re
     raise GateNotMetError(phase, missing)
 
 
+def _occasion_detail(occasion: str) -> dict[str, str]:
+    return {"occasion": occasion} if occasion else {}
+
+
 @step
-def start_phase_run(cycle_id: int, phase: str, flow_run_id: str | None, as_of: date | None, actor: str) -> None:
+def start_phase_run(
+    cycle_id: int, phase: str, flow_run_id: str | None, as_of: date | None, actor: str, occasion: str = ""
+) -> None:
+    """The run's row, per (cycle, phase, follow-up occasion): a re-run or a resume updates its own."""
+
     def work(session: Any) -> None:
-        run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).first()
+        run = session.exec(phase_run_query(cycle_id, phase, occasion)).first()
+        if run is None and occasion and flow_run_id:
+            # Resumed, this run was waiting since before occasions were recorded (occasion ""): its row.
+            legacy = session.exec(phase_run_query(cycle_id, phase, "")).first()
+            if legacy is not None and legacy.flow_run_id == flow_run_id:
+                run, run.occasion = legacy, occasion
         if run is None:
-            run = PhaseRun(cycle_id=cycle_id, phase=phase)
+            run = PhaseRun(cycle_id=cycle_id, phase=phase, occasion=occasion)
         if run.state != PhaseState.WAITING or run.flow_run_id != flow_run_id:
             run.attempts += 1  # a resume of the same run is not a new attempt
         run.state = PhaseState.RUNNING
@@ -85,7 +102,15 @@ def start_phase_run(cycle_id: int, phase: str, flow_run_id: str | None, as_of: d
         run.as_of = as_of
         run.finished_at = None
         session.add(run)
-        audit(session, actor=actor, action="phase_started", cycle_id=cycle_id, phase=phase, subject=flow_run_id)
+        audit(
+            session,
+            actor=actor,
+            action="phase_started",
+            cycle_id=cycle_id,
+            phase=phase,
+            subject=flow_run_id,
+            detail=_occasion_detail(occasion) or None,
+        )
 
     with_retry(work)
 
@@ -144,21 +169,23 @@ def send_notifications(config: str | None) -> dict[str, int]:
 
 
 @step
-def publish_receipts(config: str | None, cycle_id: int, year: int, phase: str) -> tuple[int, int]:
-    """Receipt table and progress as artifacts on this run; keyed, so the Artifacts page keeps history."""
+def publish_receipts(config: str | None, cycle_id: int, year: int, phase: str, occasion: str = "") -> tuple[int, int]:
+    """Receipt table and progress as artifacts on this run; keyed (per follow-up occasion), so the
+    Artifacts page keeps history."""
     cfg = load_config(config)
     with session_scope() as session:
-        rows = receipt_rows(session, cfg, cycle_id, phase)
-        agreed, total = progress(session, cycle_id, phase)
+        rows = receipt_rows(session, cfg, cycle_id, phase, occasion)
+        agreed, total = progress(session, cycle_id, phase, occasion)
     org = cfg.organisation.id
+    name = cfg.phase(phase).name + (f" ({occasion})" if occasion else "")
     create_table_artifact(
         table=rows or [{"status": "inga kvittenser"}],
-        key=artifact_key("kvittenser", org, year, phase),
-        description=f"Kvittenser för {cfg.phase(phase).name}, planår {year}: {agreed} av {total} överens.",
+        key=artifact_key("kvittenser", org, year, phase, *_occasion_part(occasion)),
+        description=f"Kvittenser för {name}, planår {year}: {agreed} av {total} överens.",
     )
     create_progress_artifact(
         progress=100.0 * agreed / total if total else 100.0,
-        key=artifact_key("framdrift", org, year, phase),
+        key=artifact_key("framdrift", org, year, phase, *_occasion_part(occasion)),
         description=f"Väntar på {total - agreed} av {total} kvittenser" if agreed < total else "Alla kvittenser klara",
     )
     return agreed, total
@@ -166,10 +193,16 @@ def publish_receipts(config: str | None, cycle_id: int, year: int, phase: str) -
 
 @step
 def mark_phase(
-    cycle_id: int, phase: str, state: PhaseState, actor: str, overridden: bool = False, deadline_key: str | None = None
+    cycle_id: int,
+    phase: str,
+    state: PhaseState,
+    actor: str,
+    overridden: bool = False,
+    deadline_key: str | None = None,
+    occasion: str = "",
 ) -> None:
     def work(session: Any) -> None:
-        run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).one()
+        run = session.exec(phase_run_query(cycle_id, phase, occasion)).one()
         run.state = state
         run.overridden = run.overridden or overridden
         if state == PhaseState.COMPLETED:
@@ -183,14 +216,28 @@ def mark_phase(
                     ms.done_at = run.finished_at
                     session.add(ms)
         session.add(run)
-        audit(session, actor=actor, action=f"phase_{state}", cycle_id=cycle_id, phase=phase)
+        audit(
+            session,
+            actor=actor,
+            action=f"phase_{state}",
+            cycle_id=cycle_id,
+            phase=phase,
+            detail=_occasion_detail(occasion) or None,
+        )
 
     with_retry(work)
 
 
 @step
-def publish_summary(config: str | None, year: int, phase: str, text: str) -> None:
+def publish_summary(config: str | None, year: int, phase: str, text: str, occasion: str = "") -> None:
     cfg = load_config(config)
     create_markdown_artifact(
-        markdown=text, key=artifact_key("sammanfattning", cfg.organisation.id, year, phase), description=phase
+        markdown=text,
+        key=artifact_key("sammanfattning", cfg.organisation.id, year, phase, *_occasion_part(occasion)),
+        description=f"{phase} {occasion}".strip(),
     )
+
+
+def _occasion_part(occasion: str) -> tuple[str, ...]:
+    """Artifact keys of a follow-up occasion name it: two occasions do not share one history."""
+    return (occasion,) if occasion else ()

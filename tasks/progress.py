@@ -16,7 +16,8 @@ from sqlmodel import Session, select
 
 from config.schema import OrgConfig
 from models.tables import Milestone, PhaseRun, PhaseState, Receipt, ReceiptState
-from tasks.receipts import current_receipts
+from tasks.followup_calendar import occasion_name
+from tasks.receipts import current_receipts, occasion_of
 
 STATE_SV = {
     ReceiptState.ISSUED: "utfärdad",
@@ -33,9 +34,11 @@ def artifact_key(*parts: object) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text).strip("-")[:200]
 
 
-def receipt_rows(session: Session, cfg: OrgConfig, cycle_id: int, phase: str | None = None) -> list[dict[str, str]]:
+def receipt_rows(
+    session: Session, cfg: OrgConfig, cycle_id: int, phase: str | None = None, occasion: str = ""
+) -> list[dict[str, str]]:
     rows = []
-    for r in current_receipts(session, cycle_id, phase):
+    for r in current_receipts(session, cycle_id, phase, occasion):
         rows.append(_row(cfg, r))
     return rows
 
@@ -63,6 +66,7 @@ class PhaseStatus:
     agreed: int
     total: int
     window: tuple[date, date]
+    occasion: str = ""  # a follow-up occasion's run is a row of its own
 
 
 def phase_windows(cfg: OrgConfig, plan_year: int) -> dict[str, tuple[date, date]]:
@@ -106,24 +110,36 @@ def phase_windows(cfg: OrgConfig, plan_year: int) -> dict[str, tuple[date, date]
 
 
 def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: int) -> list[PhaseStatus]:
+    """One row per phase; the follow-up phase has one per occasion run (named after the occasion,
+    counting that occasion's receipts), or one "not started" row while none has run."""
     windows = phase_windows(cfg, plan_year)
-    runs = {r.phase: r for r in session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id))}
+    runs: dict[str, list[PhaseRun]] = {}
+    for r in session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id)):
+        runs.setdefault(r.phase, []).append(r)
     # Counted by the database: a large region's cycle has thousands of receipts, none needed as objects.
-    counts: dict[str, list[int]] = {}
+    # Per topic, since a follow-up occasion's receipts are told by their topic (tasks.receipts.occasion_of).
+    counts: dict[tuple[str, str], list[int]] = {}
     rows = session.exec(
-        select(Receipt.phase, Receipt.state, func.count())
+        select(Receipt.phase, Receipt.topic, Receipt.state, func.count())
         .where(Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED)
-        .group_by(Receipt.phase, Receipt.state)
+        .group_by(Receipt.phase, Receipt.topic, Receipt.state)
     )
-    for phase, state, n in rows:
-        c = counts.setdefault(phase, [0, 0])
-        c[1] += n
-        c[0] += n if state == ReceiptState.AGREED else 0
+    for phase, topic, state, n in rows:
+        for key in {(phase, ""), (phase, occasion_of(topic))}:  # the whole phase, and the occasion's
+            c = counts.setdefault(key, [0, 0])
+            c[1] += n
+            c[0] += n if state == ReceiptState.AGREED else 0
     out = []
     for p in cfg.wheel.phases:
-        run = runs.get(p.id)
-        agreed, total = counts.get(p.id, [0, 0])
-        out.append(PhaseStatus(p.id, p.name, run.state if run else "not started", agreed, total, windows[p.id]))
+        if p.id not in runs:
+            agreed, total = counts.get((p.id, ""), [0, 0])
+            out.append(PhaseStatus(p.id, p.name, "not started", agreed, total, windows[p.id]))
+            continue
+        # A run without occasion first (every phase but the follow-up), then the occasions by date.
+        for run in sorted(runs[p.id], key=lambda r: (r.occasion != "", r.occasion.partition("-")[2], r.occasion)):
+            agreed, total = counts.get((p.id, run.occasion), [0, 0])
+            name = f"{p.name} – {occasion_name(run.occasion)}" if run.occasion else p.name
+            out.append(PhaseStatus(p.id, name, run.state, agreed, total, windows[p.id], run.occasion))
     return out
 
 
@@ -178,16 +194,21 @@ def completion_days(session: Session, cycle_ids: list[int]) -> dict[tuple[int, s
     query = select(PhaseRun).where(PhaseRun.cycle_id.in_(cycle_ids), PhaseRun.state == PhaseState.COMPLETED)  # type: ignore[attr-defined]
     for run in session.exec(query):
         if run.as_of is not None:
-            out[(run.cycle_id, run.phase)] = run.as_of
+            day = run.as_of
         elif run.finished_at is not None:
             finished = run.finished_at if run.finished_at.tzinfo else run.finished_at.replace(tzinfo=UTC)
-            out[(run.cycle_id, run.phase)] = finished.astimezone(tz).date()
+            day = finished.astimezone(tz).date()
+        else:
+            continue
+        # The follow-up has a run per occasion: the latest completed one stands for the phase.
+        key = (run.cycle_id, run.phase)
+        out[key] = max(day, out.get(key, day))
     return out
 
 
 def milestone_done(done_at: datetime | None, due: date, completed_on: date | None) -> bool:
-    """Marked done, or its phase has completed on or after its date. A phase run is one row per
-    phase and follow-up runs once per occasion, so a completed phase does not finish later dates."""
+    """Marked done, or its phase has completed on or after its date. The follow-up runs once per
+    occasion, so a completed occasion does not finish the dates after it (completion_days)."""
     return done_at is not None or (completed_on is not None and due <= completed_on)
 
 

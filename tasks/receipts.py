@@ -19,8 +19,9 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, true
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
@@ -34,6 +35,10 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are typ
 CODE_LENGTH = 8
 SIGNABLE = (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED)
 MAX_COMMENT = 4000
+# Follow-up receipts name their occasion in their topic: the units' returns
+# ('uppfoljning-<occasion>', tasks.handoffs) and the levels' hand-ups ('nivarapport-<occasion>',
+# tasks.level_reports.hand_up_topic).
+OCCASION_TOPICS = ("uppfoljning-", "nivarapport-")
 
 
 def receipt_key(org_id: str, year: int, phase: str, topic: str, sender: str, receiver: str, version: int) -> str:
@@ -343,19 +348,43 @@ def acknowledge(session: Session, receipt: Receipt, by: str) -> None:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def current_receipts(session: Session, cycle_id: int, phase: str | None = None) -> list[Receipt]:
-    """The receipts that count: every one not superseded, in a stable order."""
-    q = select(Receipt).where(Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED)
+def occasion_of(topic: str) -> str:
+    """The follow-up occasion a receipt's topic names; "" for a receipt of a phase without occasions."""
+    for prefix in OCCASION_TOPICS:
+        if topic.startswith(prefix):
+            return topic.removeprefix(prefix)
+    return ""
+
+
+def of_occasion(occasion: str) -> Any:
+    """The one rule for which receipts belong to a phase run of `occasion`: a follow-up occasion's
+    receipts name it in their topic; "" (a phase without occasions) takes every receipt of the phase."""
+    if not occasion:
+        return true()
+    return Receipt.topic.in_([prefix + occasion for prefix in OCCASION_TOPICS])  # type: ignore[attr-defined]
+
+
+def current_receipts(session: Session, cycle_id: int, phase: str | None = None, occasion: str = "") -> list[Receipt]:
+    """The receipts that count: every one not superseded (of one follow-up occasion when `occasion`
+    is given), in a stable order."""
+    q = select(Receipt).where(
+        Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED, of_occasion(occasion)
+    )
     if phase is not None:
         q = q.where(Receipt.phase == phase)
     return list(session.exec(q.order_by(Receipt.phase, Receipt.topic, Receipt.receiver_unit, Receipt.sender_unit)))
 
 
-def progress(session: Session, cycle_id: int, phase: str) -> tuple[int, int]:
-    """(agreed, total) of the receipts that count in a phase."""
+def progress(session: Session, cycle_id: int, phase: str, occasion: str = "") -> tuple[int, int]:
+    """(agreed, total) of the receipts that count in a phase (or one follow-up occasion of it)."""
     rows = session.exec(
         select(Receipt.state, func.count())
-        .where(Receipt.cycle_id == cycle_id, Receipt.phase == phase, Receipt.state != ReceiptState.SUPERSEDED)
+        .where(
+            Receipt.cycle_id == cycle_id,
+            Receipt.phase == phase,
+            Receipt.state != ReceiptState.SUPERSEDED,
+            of_occasion(occasion),
+        )
         .group_by(Receipt.state)
     ).all()
     counts = dict(rows)

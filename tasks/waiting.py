@@ -1,4 +1,5 @@
-"""Waiting for receipts: one suspended Prefect run per phase, resumed by the last signature.
+"""Waiting for receipts: one suspended Prefect run per phase (per follow-up occasion: each occasion
+is its own run, waiting for its own receipts), resumed by the last signature.
 
 A phase whose receipts are not all agreed suspends itself (it needs a deployment for that) with a
 keyed `RunInput`. The key names the set of receipts the phase currently counts (their ids, not
@@ -29,13 +30,12 @@ from pydantic import Field
 from sqlmodel import Session, select
 
 from models.db import session_scope, with_retry
-from models.tables import AuditEntry, Cycle, PhaseRun, PhaseState, ReceiptState
+from models.tables import AuditEntry, Cycle, PhaseState, ReceiptState
 from tasks.audit import audit
-from tasks.receipts import current_receipts
+from tasks.phase_runs import find_phase_run, phase_run_query
+from tasks.receipts import OCCASION_TOPICS, current_receipts
 
 OVERRIDE_ACTION = "phase_resumed_override"
-# Follow-up receipts name their occasion in their topic ('uppfoljning-<occasion>', 'nivarapport-<occasion>').
-_OCCASION_TOPICS = ("uppfoljning-", "nivarapport-")
 
 
 class ResumeInput(RunInput):
@@ -50,13 +50,13 @@ class ResumeInput(RunInput):
     )
 
 
-def wait_state(cycle_id: int, phase: str) -> tuple[str | None, int, int]:
+def wait_state(cycle_id: int, phase: str, occasion: str = "") -> tuple[str | None, int, int]:
     """(key, agreed, total) from one snapshot: the key is None when nothing is outstanding, else it
-    names the phase's current receipts (ids only: a signature does not change it, a new version or a
-    new hand-up does). One read, so a signature landing in between cannot make the run neither wait
-    nor finish."""
+    names the phase's (or the follow-up occasion's) current receipts (ids only: a signature does not
+    change it, a new version or a new hand-up does). One read, so a signature landing in between
+    cannot make the run neither wait nor finish."""
     with session_scope() as session:
-        rows = current_receipts(session, cycle_id, phase)
+        rows = current_receipts(session, cycle_id, phase, occasion)
     agreed, total = sum(r.state == ReceiptState.AGREED for r in rows), len(rows)
     if agreed == total:
         return None, agreed, total
@@ -69,9 +69,9 @@ def pause_key(key: str, attempt: int) -> str:
     return key if attempt == 0 else f"{key}-{attempt}"
 
 
-def mark_waiting(cycle_id: int, phase: str) -> None:
+def mark_waiting(cycle_id: int, phase: str, occasion: str = "") -> None:
     def work(session) -> None:  # type: ignore[no-untyped-def]
-        run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).one()
+        run = session.exec(phase_run_query(cycle_id, phase, occasion)).one()
         run.state = PhaseState.WAITING
         session.add(run)
 
@@ -111,22 +111,26 @@ def resume_if_ready(
     phase: str,
     actor: str,
     *,
+    occasion: str = "",
     force_reason: str | None = None,
     wait_s: float = 20.0,
     config: str | None = None,
 ) -> bool:
-    """Resume the phase's suspended run when it has something to do: all receipts agreed, a dispute
-    to answer with a new version, or an operator's reason. Returns True if a run was resumed (or the
-    phase started again because its run was lost). Never raises for a run that someone else resumed
-    first, that crashed, or that the Prefect server does not know (an import onto another server).
+    """Resume the suspended run of the phase (of the follow-up `occasion`: a signature resumes the
+    run of its receipt's occasion, tasks.receipts.occasion_of) when it has something to do: all its
+    receipts agreed, a dispute to answer with a new version, or an operator's reason. Returns True
+    if a run was resumed (or the phase started again because its run was lost). Never raises for a
+    run that someone else resumed first, that crashed, or that the Prefect server does not know (an
+    import onto another server).
 
     `config` names the configuration, for a phase started again from its deployment; None is the
     default configuration (`STYRKEDJA_CONFIG`)."""
     with session_scope() as session:
-        run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).first()
+        run = find_phase_run(session, cycle_id, phase, occasion)
         if run is None or run.state != PhaseState.WAITING or not run.flow_run_id:
             return False
-        rows = current_receipts(session, cycle_id, phase)
+        occasion = run.occasion  # "" for a follow-up run waiting since before occasions were recorded
+        rows = current_receipts(session, cycle_id, phase, occasion)
         disputed = any(r.state == ReceiptState.DISPUTED for r in rows)
         done = all(r.state == ReceiptState.AGREED for r in rows)
         flow_run_id = run.flow_run_id
@@ -146,7 +150,7 @@ def resume_if_ready(
     if outcome == "crashed":
         restarted = _restart_crashed(flow_run_id)
         if restarted is None:  # deleted between the two reads
-            return _restart_lost(cycle_id, phase, flow_run_id, actor, reason, config)
+            return _restart_lost(cycle_id, phase, occasion, flow_run_id, actor, reason, config)
         if restarted:
             with session_scope() as session:
                 audit(
@@ -159,7 +163,7 @@ def resume_if_ready(
                 )
         return restarted  # an override is not carried over: the new run waits for what is still missing
     if outcome == "unknown":
-        return _restart_lost(cycle_id, phase, flow_run_id, actor, reason, config)
+        return _restart_lost(cycle_id, phase, occasion, flow_run_id, actor, reason, config)
     return False
 
 
@@ -238,7 +242,9 @@ def phase_deployment_name(phase: str) -> str:
     return f"{name}/{name}"
 
 
-def _restart_lost(cycle_id: int, phase: str, flow_run_id: str, actor: str, reason: str, config: str | None) -> bool:
+def _restart_lost(
+    cycle_id: int, phase: str, occasion: str, flow_run_id: str, actor: str, reason: str, config: str | None
+) -> bool:
     """The Prefect server does not know the phase's run (the cycle was imported onto another server,
     or the run was deleted): start the phase again from its deployment with the parameters the
     application database holds (plan year, as-of date, a gate override, the follow-up occasion).
@@ -246,7 +252,7 @@ def _restart_lost(cycle_id: int, phase: str, flow_run_id: str, actor: str, reaso
     this organisation) nothing can be started: say so in the log and the audit log, return False."""
     from prefect import get_client
 
-    params, problem = _lost_run_parameters(cycle_id, phase, config)
+    params, problem = _lost_run_parameters(cycle_id, phase, occasion, config)
     deployment = phase_deployment_name(phase)
     new_id: str | None = None
     if params is not None:
@@ -305,15 +311,17 @@ def _restart_lost(cycle_id: int, phase: str, flow_run_id: str, actor: str, reaso
     return True
 
 
-def _lost_run_parameters(cycle_id: int, phase: str, config: str | None) -> tuple[dict[str, Any] | None, str]:
+def _lost_run_parameters(
+    cycle_id: int, phase: str, occasion: str, config: str | None
+) -> tuple[dict[str, Any] | None, str]:
     """The phase flow's parameters for a run started again, or (None, why not)."""
     from config.loader import load_config
 
     with session_scope() as session:
         cycle = session.get(Cycle, cycle_id)
-        run = session.exec(select(PhaseRun).where(PhaseRun.cycle_id == cycle_id, PhaseRun.phase == phase)).first()
+        run = session.exec(phase_run_query(cycle_id, phase, occasion)).first()
         if cycle is None or run is None:
-            return None, f"no cycle {cycle_id} or no phase run {phase}"
+            return None, f"no cycle {cycle_id} or no phase run {phase}{' ' + occasion if occasion else ''}"
         entries = session.exec(
             select(AuditEntry)
             .where(
@@ -323,7 +331,9 @@ def _lost_run_parameters(cycle_id: int, phase: str, config: str | None) -> tuple
             )
             .order_by(AuditEntry.id.desc())  # type: ignore[union-attr]
         ).all()
-        rows = current_receipts(session, cycle_id, phase)
+        # Another occasion's start or gate override is not this run's (phase_steps records the occasion).
+        entries = [e for e in entries if (e.detail or {}).get("occasion", "") == occasion]
+        rows = current_receipts(session, cycle_id, phase) if phase == "follow_up" and not occasion else []
         org, year, as_of = cycle.organisation_id, cycle.year, run.as_of
     try:
         org_of_config = load_config(config).organisation.id
@@ -341,19 +351,22 @@ def _lost_run_parameters(cycle_id: int, phase: str, config: str | None) -> tuple
     if gate is not None:  # the gate was overridden once, with a reason: the new run must pass it the same way
         params["override"] = True
         params["reason"] = gate.reason or "tidigare undantag från grinden"
-    if phase == "follow_up":
+    if occasion:
+        params["occasion"] = occasion
+    elif phase == "follow_up":
+        # A run waiting since before the occasion was recorded with it: tell it from the receipts.
         waiting = [r for r in rows if r.state != ReceiptState.AGREED] or rows
-        occasion = next(
+        told = next(
             (
                 r.topic.split("-", 1)[1]
                 for r in sorted(waiting, key=lambda r: -(r.id or 0))
-                if r.topic.startswith(_OCCASION_TOPICS)
+                if r.topic.startswith(OCCASION_TOPICS)
             ),
             None,
         )
-        if occasion is None:
+        if told is None:
             return None, "the follow-up occasion cannot be told from its receipts"
-        params["occasion"] = occasion
+        params["occasion"] = told
     return params, ""
 
 

@@ -52,6 +52,7 @@ from tasks.handoffs import handoffs_for_phase
 from tasks.receipts import SignRequest, acknowledge, code_for, dispute, sign
 
 YEAR = 2028
+OCCASIONS = (f"delar-{YEAR}-08-31", f"ar-{YEAR}-12-31")
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,8 @@ def source(cfg, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Pa
         s.add(returned)
         acknowledge(s, row, "registrator@norrsjo.se")
         s.add(PhaseRun(cycle_id=cycle_id, phase=prep, state="completed", attempts=1, finished_at=utcnow()))
+        for occasion in OCCASIONS:  # the follow-up: a phase run per occasion
+            s.add(PhaseRun(cycle_id=cycle_id, phase="follow_up", occasion=occasion, state="waiting", attempts=1))
         sent, failed = s.exec(select(Notification).order_by(Notification.id)).all()[:2]
         sent.state, sent.sent_at, sent.attempts = NotificationState.SENT, utcnow(), 1
         failed.state, failed.attempts, failed.last_error = NotificationState.FAILED, 5, "SMTP 550: mailbox unavailable"
@@ -280,6 +283,35 @@ def test_sqlite_to_sqlite_and_again(cfg, source, tmp_path: Path):
     _same_files(src_out, again_out)
     get_engine(url).dispose()
     get_engine(again_url).dispose()
+
+
+def _as_written_before_occasions(src: Path, dest: Path) -> None:
+    """The archive as a version before phase runs per follow-up occasion wrote it: one run per phase,
+    no occasion field, schema 0003; the manifest's hashes and counts match it."""
+    manifest = archive.read_manifest(src)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "tables/phaserun.json":
+                rows = [{k: v for k, v in r.items() if k != "occasion"} for r in json.loads(data) if not r["occasion"]]
+                data = json.dumps(rows).encode()
+                manifest["sha256"][info.filename] = hashlib.sha256(data).hexdigest()
+                manifest["counts"]["phaserun"] = len(rows)
+            if info.filename != archive.MANIFEST:
+                zout.writestr(info.filename, data)
+        zout.writestr(archive.MANIFEST, json.dumps({**manifest, "schema_revision": "0003"}))
+    dest.write_bytes(buf.getvalue())
+
+
+def test_an_archive_from_before_phase_runs_per_occasion_imports(cfg, source, db_url: str, tmp_path: Path):
+    _, _, path = source
+    old = tmp_path / "old.zip"
+    _as_written_before_occasions(path, old)
+    archive.import_cycle(old, db_url, tmp_path / "output")
+    with session_scope(db_url) as s:
+        runs = [(r.phase, r.occasion, r.state) for r in s.exec(select(PhaseRun))]
+    assert runs == [("preparation", "", "completed")]
 
 
 def test_an_archive_of_another_organisation_is_refused(cfg, source, db_url: str, tmp_path: Path):

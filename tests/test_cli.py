@@ -247,6 +247,42 @@ def test_receipt_dispute_needs_a_comment_refused_and_audited_without_one(issued:
     assert [a.detail["comment"] for a in _audit("receipt_disputed")] == [after.comment]
 
 
+def test_sign_dispute_and_resume_hand_the_users_configuration_to_the_resume(
+    issued: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume may start the phase again from its deployment: with the --config the user gave
+    (before: the default configuration), and for the occasion of the receipt ("" outside the follow-up)."""
+    from flows import local_server
+    from tasks import waiting
+    from tasks.receipts import code_for
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def resume_if_ready(cycle_id: int, phase: str, actor: str, **kwargs: object) -> bool:
+        calls.append((phase, kwargs))
+        return True
+
+    monkeypatch.setattr(waiting, "resume_if_ready", resume_if_ready)
+    monkeypatch.setattr(local_server, "is_healthy", lambda *a, **k: True)
+    signed, disputed = issued[:2]
+
+    def by_signatory(rid: int) -> list[str]:
+        return ["--signatory", _signatory(rid)[0], "--code", code_for(_receipt(rid).key)]
+
+    commands = [
+        ["receipt", "sign", str(signed), *by_signatory(signed)],
+        ["receipt", "dispute", str(disputed), *by_signatory(disputed), "--comment", "Fel ram."],
+        ["resume", "planning-prerequisites", "--reason", "Beslut i RS § 4", "--year", str(YEAR)],
+    ]
+    for args in commands:
+        result = runner.invoke(app, [*args, "--config", "region"])
+        assert result.exit_code == 0, result.output
+        assert "resumed" in result.output
+    assert [(phase, kw["config"], kw["occasion"]) for phase, kw in calls] == [
+        ("planning_prerequisites", "region", "")
+    ] * 3
+
+
 def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) -> None:
     from config.loader import load_config
     from models.tables import ReceiptState

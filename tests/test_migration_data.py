@@ -245,7 +245,30 @@ def test_upgrade_from_baseline_keeps_the_cycle(db_url: str, cycle_rows: Rows, tm
 
     _assert_schema_is_head(db_url)
     _assert_same(cycle_rows, _read_through_models(db_url), held)
+    # 0004: a phase run per follow-up occasion; the rows from before have none ("").
+    assert "phaserun.occasion" not in held
+    assert [r["occasion"] for r in _read_through_models(db_url)["phaserun"]] == [""] * len(cycle_rows["phaserun"])
     _program_still_works(db_url)
+
+
+def test_downgrade_from_phase_runs_per_occasion_keeps_the_latest_run_of_a_phase(db_url: str, cycle_rows: Rows):
+    """Below 0004 a phase has one run: of two follow-up occasions the later row stays; up again, it
+    has the occasion ""."""
+    _insert(db_url, cycle_rows)
+    cycle_id = cycle_rows["cycle"][0]["id"]
+    with session_scope(db_url) as s:
+        for occasion in (f"delar-{YEAR}-08-31", f"ar-{YEAR}-12-31"):
+            s.add(PhaseRun(cycle_id=cycle_id, phase="follow_up", occasion=occasion, state="waiting", attempts=1))
+    with session_scope(db_url) as s:
+        latest = max(r.id for r in s.exec(select(PhaseRun).where(PhaseRun.phase == "follow_up")))  # type: ignore[type-var]
+
+    _downgrade(db_url, "0003")
+    upgrade(db_url)
+
+    _assert_schema_is_head(db_url)
+    with session_scope(db_url) as s:
+        rows = {(r.id, r.phase, r.occasion) for r in s.exec(select(PhaseRun))}
+    assert rows == {(r["id"], r["phase"], "") for r in cycle_rows["phaserun"]} | {(latest, "follow_up", "")}
 
 
 def test_downgrade_to_baseline_and_back_keeps_the_cycle(db_url: str, cycle_rows: Rows):

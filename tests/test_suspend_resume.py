@@ -2,7 +2,8 @@
 new version) → a late automatic resume meant for the dispute only makes the run wait again → the
 serving process is restarted while suspended → the receivers sign with `styrkedja receipt sign`,
 whose last signature resumes the run by itself → the next phase's gate opens → an operator resumes
-the next phase from the resume form after one signature, and the run completes it, audited once."""
+the next phase from the resume form after one signature, and the run completes it, audited once.
+Two follow-up occasions suspended at once are each resumed by the last signature of their own."""
 
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect_server import children, deployed, run_state, start_serving, stop, wait_for
 from sqlmodel import select
+from test_follow_up_chain import _trimmed_config
 from typer.testing import CliRunner
 
 from config.loader import load_config
 from flows.cli import app
-from flows.registry import PHASE_FLOWS, deployment_name
+from flows.registry import OTHER_FLOWS, PHASE_FLOWS, deployment_name
 from models.db import session_scope
 from models.tables import AuditEntry, PhaseRun, Receipt, ReceiptState
-from tasks.receipts import SignRequest, code_for, dispute, gate_missing, sign
-from tasks.waiting import OVERRIDE_ACTION, _resume, resume_if_ready
+from tasks.receipts import SignRequest, code_for, current_receipts, dispute, gate_missing, sign
+from tasks.waiting import OVERRIDE_ACTION, _resume, resume_if_ready, wait_state
 
 YEAR = 2030
 pytestmark = pytest.mark.slow
@@ -147,5 +149,97 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(
         assert (entry.subject or "").startswith(f"{fb.id}/receipts-")
         assert entry.detail["agreed"] == 1 and entry.detail["total"] == len(_receipts("committee_feedback"))
         assert sum(r.state == ReceiptState.ISSUED for r in _receipts("committee_feedback")) == entry.detail["total"] - 1
+    finally:
+        stop(serving)
+
+
+def _follow_up_runs() -> dict[str, PhaseRun]:
+    with session_scope() as s:
+        return {r.occasion: r for r in s.exec(select(PhaseRun).where(PhaseRun.phase == "follow_up"))}
+
+
+def _sign_all_but_one(cfg, cycle_id: int, occasion: str) -> Receipt:  # type: ignore[no-untyped-def]
+    """Every receipt of the occasion signed but the last, which is returned."""
+    with session_scope() as s:
+        *rest, last = current_receipts(s, cycle_id, "follow_up", occasion)
+    for r in rest:
+        sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
+    return last
+
+
+def test_two_follow_up_occasions_wait_at_once_and_each_resumes_on_its_own_receipts(
+    prefect_api, app_env: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Each occasion is its own run and its own phase-run row (before: the second overwrote the
+    first one's row, whose run the last signature then never resumed, and each counted the other's
+    receipts). The trimmed municipality of the follow-up chain: 17 receipts per occasion."""
+    config = str(_trimmed_config(app_env))
+    cfg = load_config(config)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the CLI finds the server so
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "STYRKEDJA_RENDER_WORKERS": "1",  # two small runs side by side: no render pools
+    }
+    log = app_env / "serve.log"
+    first, second = f"delar-{YEAR}-03-31", f"delar-{YEAR}-08-31"
+    serving = start_serving(env, log)
+    try:
+        wait_for(deployed, 90, "deployments to register", log)
+        params = {"year": YEAR, "config": config, "override": True, "reason": "Verksamhetsplanerna finns på papper"}
+        runs = {
+            occ: run_deployment(
+                deployment_name(PHASE_FLOWS["follow_up"]), parameters={**params, "occasion": occ}, timeout=0
+            )
+            for occ in (first, second)
+        }
+        for occ, fr in runs.items():
+            wait_for(lambda fr=fr: run_state(fr.id) == StateType.PAUSED, 120, f"{occ} to suspend", log, fr.id)
+        rows = _follow_up_runs()
+        assert {occ: (r.state, r.flow_run_id) for occ, r in rows.items()} == {
+            occ: ("waiting", str(fr.id)) for occ, fr in runs.items()
+        }
+        cycle_id = rows[first].cycle_id
+        assert wait_state(cycle_id, "follow_up", first)[1:] == wait_state(cycle_id, "follow_up", second)[1:] == (0, 17)
+
+        # The first occasion's receipts, the last one with the command line: its run resumes and
+        # completes; the second's run stays suspended, waiting for all of its own.
+        last = _sign_all_but_one(cfg, cycle_id, first)
+        signer = cfg.unit(last.receiver_unit).signatories[0].id
+        result = CliRunner().invoke(
+            app,
+            ["receipt", "sign", str(last.id), "--signatory", signer, "--code", code_for(last.key), "--config", config],
+        )
+        assert result.exit_code == 0 and f"phase follow_up {first} resumed" in result.output, result.output
+        done = runs[first].id
+        wait_for(lambda: run_state(done) == StateType.COMPLETED, 120, f"{first} to complete", log, done)
+        assert run_state(runs[second].id) == StateType.PAUSED
+        rows = _follow_up_runs()
+        assert (rows[first].state, rows[second].state) == ("completed", "waiting")
+        assert rows[second].flow_run_id == str(runs[second].id)
+
+        # The second occasion's last receipt through the sign-receipt flow (the Prefect UI's form).
+        last = _sign_all_but_one(cfg, cycle_id, second)
+        signed = OTHER_FLOWS["sign_receipt"](
+            receipt_id=last.id,
+            signatory=cfg.unit(last.receiver_unit).signatories[0].id,
+            code=code_for(last.key),
+            config=config,
+        )
+        assert signed["phase_resumed"] is True
+        done = runs[second].id
+        wait_for(lambda: run_state(done) == StateType.COMPLETED, 120, f"{second} to complete", log, done)
+        rows = _follow_up_runs()
+        assert {occ: (r.state, r.flow_run_id, r.overridden) for occ, r in rows.items()} == {
+            occ: ("completed", str(fr.id), True)
+            for occ, fr in runs.items()  # the gate was overridden
+        }
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name(deployment_name(PHASE_FLOWS["follow_up"]))
+            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+            flow_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+        assert {fr.id for fr in flow_runs} == {fr.id for fr in runs.values()}  # one run per occasion, nothing restarted
     finally:
         stop(serving)

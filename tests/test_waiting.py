@@ -26,12 +26,20 @@ from config.loader import load_config
 from flows.registry import PHASE_FLOWS, deployment_name
 from models.db import session_scope
 from models.tables import AuditEntry, PhaseRun, PhaseState, Receipt, ReceiptState
-from tasks.receipts import SignRequest, code_for, current_receipts, dispute, sign
+from tasks import phase_steps
+from tasks.cycle import prepare_cycle
+from tasks.distribution import distribute
+from tasks.followup_calendar import occasions
+from tasks.handoffs import handoffs_for_phase
+from tasks.phase_runs import find_phase_run
+from tasks.progress import phase_statuses
+from tasks.receipts import SignRequest, code_for, current_receipts, dispute, occasion_of, sign
 from tasks.waiting import (
     OVERRIDE_ACTION,
     ResumeInput,
     _resume,
     _resume_paused,
+    mark_waiting,
     phase_deployment_name,
     record_override,
     resume_if_ready,
@@ -241,3 +249,89 @@ def test_a_waiting_phase_unknown_to_the_prefect_server_starts_again_from_its_dep
             run = s.exec(select(PhaseRun).where(PhaseRun.phase == PHASE)).one()
             assert s.exec(select(func.count()).select_from(Receipt)).one() == n_receipts
         assert run.state == PhaseState.COMPLETED and run.flow_run_id == str(runs[0].id) and not run.overridden
+
+
+FU = "follow_up"
+
+
+def _follow_up_runs() -> dict[str, tuple[str, str | None, int]]:
+    with session_scope() as s:
+        return {r.occasion: (r.state, r.flow_run_id, r.attempts) for r in s.exec(select(PhaseRun))}
+
+
+def test_each_follow_up_occasion_has_its_own_phase_run_and_waits_for_its_own_receipts(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two occasions of one cycle waiting at once: two rows, each counting its own receipts; a
+    re-run of one updates its own row (before: one row per phase, the second occasion overwrote
+    the first one's run, and each waited for the other's receipts)."""
+    monkeypatch.setenv("STYRKEDJA_DATABASE_URL", db_url)
+    monkeypatch.setenv("STYRKEDJA_HOME", str(tmp_path))
+    cfg = load_config("region")
+    cycle_id = prepare_cycle(cfg, YEAR, db_url)
+    first, second = occasions(cfg, YEAR)[-2:]
+    for occ in (first, second):  # two hand-ins each: enough to tell the occasions apart
+        handoffs = handoffs_for_phase(cfg, YEAR, FU, occ)[:2]
+        distribute(cfg, cycle_id, FU, handoffs, tmp_path / "out", actor="test", url=db_url)
+    mine = {occ.key: _current_of(cycle_id, occ.key) for occ in (first, second)}
+    assert all(mine.values()) and {r.id for rows in mine.values() for r in rows} == {
+        r.id for r in _current(cycle_id, FU)
+    }
+    assert all(occasion_of(r.topic) == key for key, rows in mine.items() for r in rows)
+
+    start = phase_steps.start_phase_run.fn
+    start(cycle_id, FU, "run-a", None, "test", first.key)
+    mark_waiting(cycle_id, FU, first.key)
+    start(cycle_id, FU, "run-b", None, "test", second.key)  # started while the first waits
+    mark_waiting(cycle_id, FU, second.key)
+    assert _follow_up_runs() == {first.key: ("waiting", "run-a", 1), second.key: ("waiting", "run-b", 1)}
+
+    n_first, n_second = len(mine[first.key]), len(mine[second.key])
+    key_first, _, _ = wait_state(cycle_id, FU, first.key)
+    assert wait_state(cycle_id, FU, second.key)[1:] == (0, n_second)
+    for r in mine[first.key]:
+        sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)), db_url)
+    assert wait_state(cycle_id, FU, first.key) == (None, n_first, n_first)
+    key_second, agreed, total = wait_state(cycle_id, FU, second.key)
+    assert key_second is not None and key_second != key_first and (agreed, total) == (0, n_second)
+    # The second occasion has nothing to resume for: no Prefect call, no change.
+    assert resume_if_ready(cycle_id, FU, "test", occasion=second.key, wait_s=0) is False
+
+    # The first occasion resumed (the same run: no new attempt), completed, then run again.
+    start(cycle_id, FU, "run-a", None, "test", first.key)
+    phase_steps.mark_phase.fn(cycle_id, FU, PhaseState.COMPLETED, "test", occasion=first.key)
+    start(cycle_id, FU, "run-a2", None, "test", first.key)
+    phase_steps.mark_phase.fn(cycle_id, FU, PhaseState.COMPLETED, "test", occasion=first.key)
+    assert _follow_up_runs() == {first.key: ("completed", "run-a2", 2), second.key: ("waiting", "run-b", 1)}
+
+    # `status` and the deadline watch's artifact: a row per occasion, named after it.
+    with session_scope() as s:
+        statuses = [st for st in phase_statuses(s, cfg, cycle_id, YEAR) if st.phase == FU]
+    assert [(st.name, st.occasion, st.state, st.agreed, st.total) for st in statuses] == [
+        (f"Uppföljning – {first.name}", first.key, "completed", n_first, n_first),
+        (f"Uppföljning – {second.name}", second.key, "waiting", 0, n_second),
+    ]
+
+
+def _current_of(cycle_id: int, occasion: str) -> list[Receipt]:
+    with session_scope() as s:
+        return current_receipts(s, cycle_id, FU, occasion)
+
+
+def test_a_follow_up_run_waiting_from_before_occasions_were_recorded_keeps_its_row(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row migrated with the occasion "" (migration 0004) is found for any occasion's signature,
+    and its run, resumed, gives it its occasion instead of leaving a second row behind."""
+    monkeypatch.setenv("STYRKEDJA_DATABASE_URL", sqlite_url)
+    cycle_id = prepare_cycle(load_config("region"), YEAR, sqlite_url)
+    with session_scope() as s:
+        s.add(PhaseRun(cycle_id=cycle_id, phase=FU, state=PhaseState.WAITING, flow_run_id="old-run", attempts=1))
+    occasion = f"delar-{YEAR}-08-31"
+    with session_scope() as s:
+        legacy = find_phase_run(s, cycle_id, FU, occasion)
+    assert legacy is not None and legacy.flow_run_id == "old-run"
+    phase_steps.start_phase_run.fn(cycle_id, FU, "old-run", None, "test", occasion)
+    assert _follow_up_runs() == {occasion: ("running", "old-run", 1)}
+    phase_steps.start_phase_run.fn(cycle_id, FU, "new-run", None, "test", f"ar-{YEAR}-12-31")
+    assert set(_follow_up_runs()) == {occasion, f"ar-{YEAR}-12-31"}
