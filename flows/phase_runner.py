@@ -122,9 +122,9 @@ def run_phase(
         steps.mark_phase(cycle_id, phase, PhaseState.WAITING, actor, overridden, occasion=occ_key)
         state = PhaseState.WAITING
     else:
-        steps.mark_phase(
-            cycle_id, phase, PhaseState.COMPLETED, actor, overridden, phase_cfg.receipt_deadline, occasion=occ_key
-        )
+        # The follow-up's receipt deadline is the annual report's: an interim occasion does not meet it.
+        deadline_key = phase_cfg.receipt_deadline if occ is None or occ.kind == "annual" else None
+        steps.mark_phase(cycle_id, phase, PhaseState.COMPLETED, actor, overridden, deadline_key, occasion=occ_key)
         state = PhaseState.COMPLETED
     summary = {
         "phase": phase,
