@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -92,3 +93,20 @@ class SmtpServer:
     def find(self, key: str) -> EmailMessage:
         """The message with this outbox key."""
         return next(m.message for m in self.box.mails if str(m.message[KEY_HEADER]) == key)
+
+
+def local_smtp(monkeypatch: Any, *, start: bool = True, login: bool = False) -> Iterator[SmtpServer]:
+    """A test's SMTP server, its port (and, with `login`, the sample's user and password) in the
+    environment the sample configuration reads; `start=False` leaves bringing it up to the test.
+    A fixture body: `yield from local_smtp(monkeypatch)`."""
+    server = SmtpServer()
+    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
+    if login:
+        monkeypatch.setenv("STYRKEDJA_SMTP_USER", "styrkedja")
+        monkeypatch.setenv("STYRKEDJA_SMTP_PASS", PASSWORD)
+    if start:
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

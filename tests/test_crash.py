@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL
-from smtp_server import SmtpServer
+from smtp_server import SmtpServer, local_smtp
 from sqlmodel import func, select
 
 from config.loader import load_config
@@ -31,11 +31,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    server.start()
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch)
 
 
 def _run(phase: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:

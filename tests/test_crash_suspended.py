@@ -37,7 +37,7 @@ from prefect_server import (
     stop,
     wait_for,
 )
-from smtp_server import SmtpServer
+from smtp_server import SmtpServer, local_smtp
 from sqlmodel import select
 
 from config.loader import load_config
@@ -62,11 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    server.start()
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch)
 
 
 def _rows(model, phase: str = PHASE) -> list:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
-from smtp_server import PASSWORD, SmtpServer
+from smtp_server import PASSWORD, SmtpServer, local_smtp
 from sqlalchemy import event, update
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -728,12 +728,7 @@ def test_the_watch_is_set_based(db_url: str, cfg: OrgConfig) -> None:
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    monkeypatch.setenv("STYRKEDJA_SMTP_USER", "styrkedja")
-    monkeypatch.setenv("STYRKEDJA_SMTP_PASS", PASSWORD)
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch, start=False, login=True)
 
 
 class Subscriber:

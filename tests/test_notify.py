@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from jinja2.exceptions import UndefinedError
-from smtp_server import PASSWORD, SmtpServer, _free_port
+from smtp_server import PASSWORD, SmtpServer, _free_port, local_smtp
 from sqlmodel import select
 
 from config.schema import (
@@ -66,13 +66,7 @@ MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    monkeypatch.setenv("STYRKEDJA_SMTP_USER", "styrkedja")
-    monkeypatch.setenv("STYRKEDJA_SMTP_PASS", PASSWORD)
-    server.start()
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch, login=True)
 
 
 # -- a small organisation ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from smtp_server import PASSWORD, SmtpServer
+from smtp_server import PASSWORD, SmtpServer, local_smtp
 from sqlmodel import select
 from typer.testing import CliRunner, Result
 
@@ -40,11 +40,7 @@ def outbox_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     """Not started: each test decides when the server is up."""
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    monkeypatch.setenv("STYRKEDJA_SMTP_PASS", PASSWORD)
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch, start=False, login=True)
 
 
 @pytest.fixture

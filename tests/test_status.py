@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_server import SmtpServer
+from smtp_server import SmtpServer, local_smtp
 from sqlmodel import select, update
 from typer.testing import CliRunner
 
@@ -28,11 +28,7 @@ AS_OF = date(2027, 3, 5)  # planning prerequisites under way: milestones done, o
 
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    monkeypatch.setenv("STYRKEDJA_SMTP_PORT", str(server.port))
-    server.start()
-    yield server
-    server.stop()
+    yield from local_smtp(monkeypatch)
 
 
 def milestone_rows(output: str) -> list[dict[str, str]]:
