@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_tables import table_rows
 from typer.testing import CliRunner
 
 from config.loader import SAMPLES
@@ -124,27 +125,6 @@ def test_argument_mistakes_exit_2_with_one_line(tmp_path: Path, args: list[str],
 # -- receipts on the command line, against the application database -----------------------------
 
 YEAR = 2028
-
-
-def _cli_table(output: str) -> list[dict[str, str]]:
-    """The rows of a Rich table printed by the CLI: the header row (┃) names the cells; a row
-    folded over several lines (empty first cell) is joined back, cell by cell, with spaces."""
-    header: list[str] = []
-    rows: list[dict[str, str]] = []
-    for line in output.splitlines():
-        if line.startswith("┃"):
-            header = [c.strip() for c in line.strip("┃").split("┃")]
-            continue
-        if not header or not line.startswith("│"):
-            continue
-        cells = [c.strip() for c in line.strip("│").split("│")]
-        if cells[0]:
-            rows.append(dict.fromkeys(header, ""))
-        if rows:
-            for name, cell in zip(header, cells, strict=True):
-                if cell:
-                    rows[-1][name] = f"{rows[-1][name]} {cell}".strip()
-    return rows
 
 
 @pytest.fixture
@@ -296,7 +276,7 @@ def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) 
 
     listed = runner.invoke(app, ["receipt", "list", "--year", str(YEAR), "--config", "region"])
     assert listed.exit_code == 0, listed.output
-    shown = _cli_table(listed.output)
+    shown = table_rows(listed.output)
     expected = []
     for rid in issued:
         r = _receipt(rid)
@@ -318,10 +298,10 @@ def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) 
     assert [row["status"] for row in shown[:2]] == ["överens", "bestriden"]
     assert {row["status"] for row in shown[2:]} == {"utfärdad"} and len(shown) > 2
 
-    only_agreed = _cli_table(runner.invoke(app, ["receipt", "list", "--state", "agreed", "--config", "region"]).output)
+    only_agreed = table_rows(runner.invoke(app, ["receipt", "list", "--state", "agreed", "--config", "region"]).output)
     assert [row["id"] for row in only_agreed] == [str(agreed)]
     unit = _receipt(disputed).receiver_unit
-    of_unit = _cli_table(runner.invoke(app, ["receipt", "list", "--unit", unit, "--config", "region"]).output)
+    of_unit = table_rows(runner.invoke(app, ["receipt", "list", "--unit", unit, "--config", "region"]).output)
     assert [row["id"] for row in of_unit] == [str(disputed)]
 
     r = _receipt(disputed)

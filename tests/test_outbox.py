@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_tables import rows_by_first_column
 from smtp_server import PASSWORD, SmtpServer, local_smtp
 from sqlmodel import select
 from typer.testing import CliRunner, Result
@@ -83,28 +84,6 @@ def cli(*args: str, config: Path) -> Result:
     return runner.invoke(app, [*args, "--config", str(config)])
 
 
-def table_rows(output: str) -> dict[str, dict[str, str]]:
-    """The rows of the Rich outbox table by id, each cell's folded lines joined with spaces."""
-    header: list[str] = []
-    rows: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for line in output.splitlines():
-        if line.startswith("┃"):
-            header = [c.strip() for c in line.strip("┃").split("┃")]
-            continue
-        if not header or not line.startswith("│"):
-            continue
-        cells = [c.strip() for c in line.strip("│").split("│")]
-        if cells[0]:
-            current = rows.setdefault(cells[0], dict.fromkeys(header, ""))
-        if current is None:
-            continue
-        for name, cell in zip(header, cells, strict=True):
-            if cell:
-                current[name] = f"{current[name]} {cell}".strip()
-    return rows
-
-
 def test_a_failure_is_listed_with_its_error_and_a_retry_delivers_it_exactly_once(
     outbox_env: str, smtp: SmtpServer, config_file: Path
 ) -> None:
@@ -118,7 +97,7 @@ def test_a_failure_is_listed_with_its_error_and_a_retry_delivers_it_exactly_once
     assert "sent 0, to be retried 2, failed 0" in sent.output
     listed = cli("outbox", "list", config=config_file)
     assert listed.exit_code == 0, listed.output
-    rows = table_rows(listed.output)
+    rows = rows_by_first_column(listed.output)
     assert set(rows) == {str(first), str(second)}
     row = rows[str(first)]
     assert (row["unit"], row["channel"], row["state"], row["attempts"]) == ("HSN", "epost (email)", "pending", "1")
@@ -133,13 +112,13 @@ def test_a_failure_is_listed_with_its_error_and_a_retry_delivers_it_exactly_once
         deliver_outbox(cfg, now=due)
     assert stored(first).state == stored(second).state == NotificationState.FAILED
     failed = cli("outbox", "list", "--state", "failed", config=config_file)
-    rows = table_rows(failed.output)
+    rows = rows_by_first_column(failed.output)
     assert set(rows) == {str(first), str(second)}, failed.output
     assert rows[str(first)]["state"] == "failed" and rows[str(first)]["attempts"] == str(MAX_ATTEMPTS)
     assert rows[str(first)]["next attempt"] == "-"
     assert rows[str(first)]["last error"].startswith(f"attempt {MAX_ATTEMPTS}:")
     assert "Connection refused" in rows[str(first)]["last error"]
-    only_hsn = table_rows(cli("outbox", "list", "--unit", "HSN", config=config_file).output)
+    only_hsn = rows_by_first_column(cli("outbox", "list", "--unit", "HSN", config=config_file).output)
     assert set(only_hsn) == {str(first)}
     assert cli("outbox", "send", config=config_file).output.startswith("sent 0, to be retried 0, failed 0")
 
@@ -161,7 +140,7 @@ def test_a_failure_is_listed_with_its_error_and_a_retry_delivers_it_exactly_once
     )
     assert retried.exit_code == 0, retried.output
     assert f"requeued 1: {first}" in retried.output and "sent 1," in retried.output
-    assert table_rows(retried.output)[str(first)]["state"] == "sent"
+    assert rows_by_first_column(retried.output)[str(first)]["state"] == "sent"
     assert smtp.box.received_keys() == ["test/HSN/paminnelse"]
     assert smtp.box.mails[0].envelope_to == ["hsn@norrsjo.example"]
     assert (stored(first).state, stored(first).attempts) == (NotificationState.SENT, 1)
@@ -186,7 +165,7 @@ def test_a_failure_is_listed_with_its_error_and_a_retry_delivers_it_exactly_once
     assert back.exit_code == 0, back.output
     assert back.output.strip() == f"requeued 1: {second}"
     assert smtp.box.received_keys() == ["test/HSN/paminnelse"]
-    assert table_rows(cli("outbox", "list", "--state", "pending", config=config_file).output)[str(second)][
+    assert rows_by_first_column(cli("outbox", "list", "--state", "pending", config=config_file).output)[str(second)][
         "next attempt"
     ] == ("due now")
     assert cli("outbox", "send", config=config_file).output.startswith("sent 1, to be retried 0, failed 0")
@@ -206,7 +185,7 @@ def test_a_server_reply_with_the_password_is_listed_masked(
     assert "to be retried 1" in cli("outbox", "send", config=config_file).output
     assert smtp.box.logins and smtp.box.logins[0][1] == PASSWORD  # the server did see it
     listed = cli("outbox", "list", "--state", "pending", config=config_file)
-    error = table_rows(listed.output)[str(nid)]["last error"]
+    error = rows_by_first_column(listed.output)[str(nid)]["last error"]
     assert "535" in error and "***" in error
     flat = re.sub(r"\s+", "", listed.output)
     for secret in (PASSWORD, "Hemligt", "p@ss", "p%40ss"):
@@ -241,4 +220,4 @@ def test_outbox_list_shows_the_latest_rows_when_limited(outbox_env: str, smtp: S
     result = cli("outbox", "list", "--limit", "2", config=config_file)
     assert result.exit_code == 0, result.output
     assert "Outbox: the latest 2 of 5" in result.output
-    assert list(table_rows(result.output)) == [str(i) for i in ids[-2:]]
+    assert list(rows_by_first_column(result.output)) == [str(i) for i in ids[-2:]]
