@@ -17,8 +17,10 @@ from prefect.flow_runs import suspend_flow_run
 from config.loader import load_config
 from models.tables import PhaseState
 from tasks import phase_steps as steps
+from tasks.distribution import DistributionResult
 from tasks.faults import crash_point
 from tasks.followup_calendar import find_occasion
+from tasks.handoffs import STAGED_PHASES
 from tasks.waiting import ResumeInput, mark_waiting, pause_key, record_override, wait_state
 
 
@@ -110,6 +112,22 @@ def run_phase(
     gate_overridden = bool(missing)
     resumed_without_all = False
     key, agreed, total = wait_state(cycle_id, phase, occ_key)
+    # A staged phase whose newest stage was agreed before this run looked (a quick signature) is not
+    # done: distribute again, so the next stage is issued, until a pass issues nothing new.
+    issued_now = result.receipts_issued
+    while key is None and phase in STAGED_PHASES and issued_now:
+        more = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
+        issued_now = more.receipts_issued
+        result = DistributionResult(
+            documents_rendered=result.documents_rendered + more.documents_rendered,
+            documents_total=more.documents_total,
+            receipts_issued=result.receipts_issued + more.receipts_issued,
+            receipts_total=more.receipts_total,
+            notifications_queued=result.notifications_queued + more.notifications_queued,
+        )
+        sent = {k: v + n for (k, v), n in zip(sent.items(), steps.send_notifications(config).values(), strict=True)}
+        steps.publish_receipts(config, cycle_id, year, phase, occ_key)
+        key, agreed, total = wait_state(cycle_id, phase, occ_key)
     if key is not None and wait and _can_suspend():
         mark_waiting(cycle_id, phase, occ_key)
         logger.info("Waiting for %d of %d receipts; suspending until the last one is signed", total - agreed, total)

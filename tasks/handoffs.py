@@ -76,6 +76,8 @@ DECISION_CHAIN: tuple[ChainStage, ...] = (
     ChainStage("plan_beslut", "executive_board", "assembly", "beslutar"),
 )
 DECIDED_TOPIC = "plan_beslutad"
+# Phases whose handoffs come in stages, each issued once the one before is agreed.
+STAGED_PHASES = frozenset({"regional_plan"})
 DRAFT_KIND, DECIDED_KIND = "regionplan_forslag", "regionplan_beslutad"
 _PARAGRAPH = re.compile(r"^\s*(§\s*\d+[a-zA-Z]?)\s*[.:,–-]?\s*(.*)$", re.DOTALL)
 

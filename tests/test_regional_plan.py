@@ -285,3 +285,33 @@ def test_before_the_cycle_exists_the_whole_plan_is_listed(region: OrgConfig, sql
     assert staged[0].deadline == planned_decision_day(region, YEAR, "RSAU") == date(2027, 5, 17)
     for url in (empty, sqlite_url):
         get_engine(url).dispose()
+
+
+def test_stages_agreed_before_the_run_looks_do_not_end_the_phase_early(
+    prefect_api, app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that signs within a second (between the run's distribution and its look at the
+    receipts) must not complete the regional plan at that stage: the same run issues the next
+    stage, and so on until the decided plan has reached the committees."""
+    from tasks import phase_steps
+
+    cfg = load_config("region")
+    committees = len(cfg.committees())
+    comments = iter([RSAU_TEXT, RS_TEXT, RF_TEXT])
+    send = phase_steps.send_notifications
+
+    def send_then_sign_at_once(config: str | None) -> dict[str, int]:
+        sent = send(config)
+        with session_scope() as s:
+            opened = list(s.exec(select(Receipt).where(Receipt.phase == PHASE, Receipt.state == ReceiptState.ISSUED)))
+        for r in opened:
+            sign(cfg, SignRequest(r.id, _signer(cfg, r), code_for(r.key), comment=next(comments, None), actor="t"))  # type: ignore[arg-type]
+        return sent
+
+    monkeypatch.setattr(phase_steps, "send_notifications", send_then_sign_at_once)
+    summary = PHASE_FLOWS[PHASE](year=YEAR, config="region", wait=False, override=True, reason="test: snabba beslut")
+    assert summary["state"] == "completed"
+    assert summary["receipts_agreed"] == summary["receipts_total"] == 3 + committees
+    with session_scope() as s:
+        topics = {r.topic for r in s.exec(select(Receipt).where(Receipt.phase == PHASE))}
+    assert topics == {*(stage.topic for stage in DECISION_CHAIN), "plan_beslutad"}
