@@ -239,6 +239,12 @@ def _run_one(
     with session_scope() as s:
         cycle = get_cycle(s, cfg, year)
         rows = current_receipts(s, cycle.id, phase, occasion or "")  # type: ignore[union-attr]
+    unagreed = _planned_without_agreement(cfg, year, phase, occasion, rows)
+    if unagreed:
+        raise UserError(
+            f"demo: phase {phase} completed, but {len(unagreed)} planned handoff(s) have no agreed receipt: "
+            + ", ".join(unagreed[:5])
+        )
     return {
         "phase": phase,
         "name": name,
@@ -248,6 +254,18 @@ def _run_one(
         "agreed": sum(r.state == "agreed" for r in rows),
         "versions": max((r.version for r in rows), default=0),
     }
+
+
+def _planned_without_agreement(cfg: Any, year: int, phase: str, occasion: str | None, rows: list[Any]) -> list[str]:
+    """The phase's planned handoffs (every stage of a staged phase) that no agreed receipt covers:
+    a run that says Completed must have carried each of them through."""
+    from tasks.followup_calendar import find_occasion
+    from tasks.handoffs import handoffs_for_phase
+
+    occ = find_occasion(cfg, year, occasion) if occasion else None
+    agreed = {(r.topic, r.sender_unit, r.receiver_unit) for r in rows if r.state == "agreed"}
+    planned = handoffs_for_phase(cfg, year, phase, occ, every_stage=True)
+    return [f"{h.topic} {h.sender}→{h.receiver}" for h in planned if (h.topic, h.sender, h.receiver) not in agreed]
 
 
 def _returns_count() -> int:
