@@ -112,12 +112,13 @@ def run_phase(
     gate_overridden = bool(missing)
     resumed_without_all = False
     key, agreed, total = wait_state(cycle_id, phase, occ_key)
-    # A staged phase whose newest stage was agreed before this run looked (a quick signature) is not
-    # done: distribute again, so the next stage is issued, until a pass issues nothing new.
-    issued_now = result.receipts_issued
-    while key is None and phase in STAGED_PHASES and issued_now:
+    # A staged phase whose newest stage was agreed after this run distributed (a quick signature, or
+    # one landing while the run started) is not done: distribute again, so the next stage is issued,
+    # until a pass issues nothing new.
+    while key is None and phase in STAGED_PHASES:
         more = steps.distribute_phase(config, cycle_id, year, phase, occ, actor)
-        issued_now = more.receipts_issued
+        if not more.receipts_issued:
+            break
         result = DistributionResult(
             documents_rendered=result.documents_rendered + more.documents_rendered,
             documents_total=more.documents_total,

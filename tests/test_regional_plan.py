@@ -287,15 +287,20 @@ def test_before_the_cycle_exists_the_whole_plan_is_listed(region: OrgConfig, sql
         get_engine(url).dispose()
 
 
+@pytest.mark.parametrize("stage_already_issued", [False, True], ids=["issued-by-this-run", "issued-by-a-run-before"])
 def test_stages_agreed_before_the_run_looks_do_not_end_the_phase_early(
-    prefect_api, app_env: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api, app_env: Path, monkeypatch: pytest.MonkeyPatch, stage_already_issued: bool
 ) -> None:
     """A body that signs within a second (between the run's distribution and its look at the
     receipts) must not complete the regional plan at that stage: the same run issues the next
-    stage, and so on until the decided plan has reached the committees."""
+    stage, and so on until the decided plan has reached the committees. Also when the stage signed
+    was issued by an earlier run, so this run's own distribution issued nothing."""
     from tasks import phase_steps
 
     cfg = load_config("region")
+    kwargs = {"year": YEAR, "config": "region", "wait": False, "override": True, "reason": "test: snabba beslut"}
+    if stage_already_issued:
+        assert PHASE_FLOWS[PHASE](**kwargs)["receipts_total"] == 1
     committees = len(cfg.committees())
     comments = iter([RSAU_TEXT, RS_TEXT, RF_TEXT])
     send = phase_steps.send_notifications
@@ -309,7 +314,7 @@ def test_stages_agreed_before_the_run_looks_do_not_end_the_phase_early(
         return sent
 
     monkeypatch.setattr(phase_steps, "send_notifications", send_then_sign_at_once)
-    summary = PHASE_FLOWS[PHASE](year=YEAR, config="region", wait=False, override=True, reason="test: snabba beslut")
+    summary = PHASE_FLOWS[PHASE](**kwargs)
     assert summary["state"] == "completed"
     assert summary["receipts_agreed"] == summary["receipts_total"] == 3 + committees
     with session_scope() as s:
