@@ -753,13 +753,13 @@ def test_operational_plan_template(rendered, cfg: OrgConfig) -> None:
 
     own = wb["Egna mål"]
     choices = _validation_for(own, "C2")
-    assert choices.type == "list" and choices.formula1 == '"m1 – God och jämlik hälsa,m2 – Attraktiv region | att bo i"'
+    assert choices.type == "list" and choices.formula1 == '"God och jämlik hälsa,Attraktiv region | att bo i"'
     # A choice with a comma cannot stand in an inline list: the choices go to a hidden sheet.
     n1 = openpyxl.load_workbook(root / next(d for d in docs["verksamhetsplan_mall"] if d.unit_id == "n1").relpath)
     choices = _validation_for(n1["Egna mål"], "C2")
     assert choices.formula1 == "'_listor'!$A$1:$A$2" and n1["_listor"].sheet_state == "hidden"
     assert _validation_for(n1["Åtaganden"], "B2").formula1 == choices.formula1  # one list, used twice
-    assert n1["_listor"]["A2"].value == "m3 – Hållbar kompetensförsörjning, arbetsmiljö och ledarskap"
+    assert n1["_listor"]["A2"].value == "Hållbar kompetensförsörjning, arbetsmiljö och ledarskap"
     assert wb["Åtaganden"]["D2"].number_format == "yyyy-mm-dd"
     assert _validation_for(wb["Åtaganden"], "D2").type == "date"
 
@@ -773,11 +773,19 @@ def test_activity_plan_rows_per_unit_and_sums(rendered, cfg: OrgConfig) -> None:
     assert units == ["Enhet 1.1.1"] * 3 + ["Enhet 1.1.2"] * 3
     assert act.cell(act.max_row, 1).value == "Summa" and act.cell(act.max_row, 7).value == "=SUM(G2:G7)"
     budget = wb["Detaljbudget"]
-    assert [budget.cell(r, 2).value for r in (2, 3)] == ["n1f1e1", "n1f1e2"]
-    assert budget["G2"].value == "=SUM(C2:F2)"
+    # Units by name, no unit code; the follow-up's budget lines, in its order.
+    assert [budget.cell(r, 1).value for r in (2, 3)] == ["Enhet 1.1.1", "Enhet 1.1.2"]
+    assert [c.value for c in budget[1]][1:6] == [
+        "Intäkter (anges negativt)",
+        "Personalkostnader",
+        "Lokalkostnader",
+        "Köpt verksamhet",
+        "Övriga kostnader",
+    ]
+    assert budget["G2"].value == "=SUM(B2:F2)"
     assert budget["A4"].value == "Summa" and budget["C4"].value == "=SUM(C2:C3)" and budget["G4"].value == "=SUM(G2:G3)"
     assert budget["C2"].number_format == '#,##0 "tkr"'
-    assert _validation_for(budget, "F3").formula2 == "0"  # income is entered as a negative amount
+    assert _validation_for(budget, "B3").formula2 == "0"  # income is entered as a negative amount
     text_ = "\n".join(str(c.value) for c in wb["Instruktioner"]["B"] if c.value)
     assert "1\u00a0250\u00a0000\u00a0tkr" in text_  # the committee's frame
 
