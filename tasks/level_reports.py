@@ -37,6 +37,7 @@ from models.db import session_scope, with_retry
 from models.errors import UserError
 from models.tables import AuditEntry, Conclusion, Cycle, Direction, Document, RaisedIssue, utcnow
 from tasks.aggregation import (
+    NARRATIVE,
     Aggregate,
     Figures,
     LevelReport,
@@ -50,8 +51,9 @@ from tasks.audit import audit
 from tasks.calendar import today_stockholm
 from tasks.distribution import record_documents
 from tasks.documents import excel, text, word
-from tasks.documents.catalog import doc_key, file_name
-from tasks.documents.content import TRAFFIC_LIGHTS, YES_NO
+from tasks.documents.builders import detailed_budgets
+from tasks.documents.catalog import doc_key, file_name, returned_for
+from tasks.documents.content import DIALOGUE_FIELDS, RISK_SCALE, TRAFFIC_LIGHTS, YES_NO
 from tasks.documents.model import (
     ColumnSpec,
     DocMeta,
@@ -62,6 +64,7 @@ from tasks.documents.model import (
     content_hash,
     follow_up_figure_columns,
 )
+from tasks.documents.returned import Returned
 from tasks.documents.sanitize import safe_path
 from tasks.documents.yeardata import YearData, one_line, year_data
 from tasks.followup_calendar import Occasion, occasions
@@ -192,6 +195,8 @@ def hand_up_levels(
             )
         }
     cyc = year_data(cfg, year)
+    # What earlier phases returned: operational plans (own risks), detailed budgets, reports below.
+    ret = returned_for(cfg, year, [REPORT], url)
     jobs: list[tuple[DocRequest, _ReportData]] = []
     top_rendered = False
     for unit in ready:
@@ -204,7 +209,7 @@ def hand_up_levels(
         ]
         if not todo:
             continue
-        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit))
+        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit), returns, ret)
         jobs.extend((req, data) for req in todo)
         top_rendered = top_rendered or cfg.unit(unit).parent is None
     # Writing the files is the costly part (a region has a report per level): the render pool.
@@ -417,9 +422,10 @@ def _pct(f: Figures) -> float | None:
     return None if p is None else round(p, 1)
 
 
-def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str) -> list[tuple[str, Any]]:
+def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str, ret: Returned | None = None) -> list[tuple[str, Any]]:
     """(committee id, control) of the plans a level follows up: its own (a committee), those of
-    the committees below it, or its committee's (an administration)."""
+    the committees below it, or its committee's (an administration). A committee's plan is its
+    returned operational plan (its own risks as assessed there), else its configured controls."""
     committees = {c.id for c in cfg.committees()}
     if unit in committees:
         ids = [unit]
@@ -427,7 +433,22 @@ def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str) -> list[tuple[str, A
         ids = [cyc.committee_of[unit]]  # type: ignore[list-item]
     else:
         ids = [c.id for c in cyc.descendants(unit) if c.id in committees]
-    return [(cid, ctl) for cid in ids for ctl in cfg.unit(cid).internal_control]
+    out: list[tuple[str, Any]] = []
+    for cid in ids:
+        plan = ret.operational_plan(cid) if ret is not None else None
+        if plan is not None and plan.risks:
+            out += [(cid, r) for r in plan.risks]
+        else:
+            out += [(cid, ctl) for ctl in cfg.unit(cid).internal_control]
+    return out
+
+
+# The dialogue answers a level report shows from the level below (the raised item travels on its own).
+DIALOGUE_SHOWN = ("stolta", "utmaningar", "lardomar", "dela_med_oss")
+
+
+def u_level_name(cfg: OrgConfig, u: Any) -> str:
+    return next((lv.name for lv in cfg.levels if lv.id == u.level), "")
 
 
 def carries_internal_control(cfg: OrgConfig, occasion: Occasion) -> bool:
@@ -442,6 +463,46 @@ class _ReportData:
     instructions: str
 
 
+def _frame_checks(cyc: YearData, ret: Returned, unit: str) -> list[dict[str, Any]]:
+    """Each committee's detailed budget (net, from its administrations' activity plans) against
+    its frame for the plan year: for a committee its own, for a level above every committee below."""
+    committees = (
+        [unit] if unit in cyc.committee_ids else [c.id for c in cyc.descendants(unit) if c.id in cyc.committee_ids]
+    )
+    budgets = detailed_budgets(cyc, ret)
+    out = []
+    for cid in committees:
+        frame = cyc.frames.get(cid)
+        ids = [u.id for u in cyc.descendants(cid)]
+        found = [budgets[i] for i in ids if i in budgets]
+        net = sum(sum(b.values()) for b in found) if found else None
+        out.append(
+            {
+                "name": cyc.names[cid],
+                "frame": frame[0] if frame else None,
+                "budget": net,
+                "over": net is not None and frame is not None and net > frame[0],
+            }
+        )
+    return out
+
+
+def _dialogue_rows(
+    cyc: YearData, returns: Mapping[tuple[str, str], dict[str, Any]], below: tuple[str, ...]
+) -> tuple[tuple[str, str, str], ...]:
+    """The follow-up dialogue answers of the units below (proudest, challenges, lessons, what we
+    share), with the unit's name: what travels up besides the raised items."""
+    labels = {n: label for n, label, _ in DIALOGUE_FIELDS if n in DIALOGUE_SHOWN}
+    rows = []
+    for child in below:
+        got = (returns.get((child, NARRATIVE)) or {}).get("fields", {})
+        for n, label in labels.items():
+            answer = one_line(got.get(n) or "")
+            if answer:
+                rows.append((cyc.names[child], label, answer))
+    return tuple(rows)
+
+
 def _report_data(
     cfg: OrgConfig,
     cyc: YearData,
@@ -450,6 +511,8 @@ def _report_data(
     unit: str,
     issues: list[IssueView],
     override_reason: str | None,
+    returns: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    ret: Returned | None = None,
 ) -> _ReportData:
     report: LevelReport = agg[unit]
     names = cyc.names
@@ -491,7 +554,15 @@ def _report_data(
         for c in g.comments
         if c.assessment in ("Gul", "Röd")
     )
-    controls = _controls_for(cfg, cyc, unit) if carries_internal_control(cfg, occasion) else []
+    ret = ret or Returned()
+    controls = _controls_for(cfg, cyc, unit, ret) if carries_internal_control(cfg, occasion) else []
+    results = (
+        [r for child in report.completeness.expected for r in ret.control_results(child, occasion.key)]
+        if controls
+        else []
+    )
+    dialogue = _dialogue_rows(cyc, returns or {}, report.completeness.expected)
+    frames = _frame_checks(cyc, ret, unit)
 
     tables: dict[str, TableData] = {
         "ekonomi": TableData(
@@ -517,9 +588,33 @@ def _report_data(
         ),
         "intern_kontroll": TableData(
             ("Nämnd", "Kontrollområde", "Risk", "Riskvärde", "Kontrollmoment", "Frekvens"),
-            tuple((cid, c.area, c.risk, c.probability * c.consequence, c.control, c.frequency) for cid, c in controls),
-            widths=(1.6, 2.8, 4.0, 1.6, 4.0, 2.0),
+            tuple(
+                (names[cid], c.area, c.risk, c.probability * c.consequence, c.control, c.frequency)
+                for cid, c in controls
+            ),
+            widths=(2.6, 2.6, 3.6, 1.8, 3.4, 2.0),
             numeric=(3,),
+        ),
+        "ic_resultat": TableData(
+            ("Nämnd", "Kontrollområde", "Genomförd", "Iakttagelse", "Åtgärd"),
+            tuple((r.committee, r.area, r.done, r.observation, r.action) for r in results),
+            widths=(2.6, 2.8, 2.0, 4.6, 4.0),
+        ),
+        "dialog": TableData(("Enhet", "Fråga", "Svar"), dialogue, widths=(3.6, 4.4, 8.0)),
+        "ram": TableData(
+            ("Nämnd", "Ram (tkr)", "Detaljbudget netto (tkr)", "Skillnad (tkr)", "Inom ram"),
+            tuple(
+                (
+                    f["name"],
+                    f["frame"],
+                    f["budget"] if f["budget"] is not None else "Ej inlämnad",
+                    (f["frame"] - f["budget"]) if f["budget"] is not None and f["frame"] is not None else None,
+                    "Nej" if f["over"] else ("Ja" if f["budget"] is not None else ""),
+                )
+                for f in frames
+            ),
+            widths=(4.4, 2.8, 3.4, 2.8, 2.6),
+            numeric=(1, 2, 3),
         ),
     }
     parent = names.get(u.parent or "", "")
@@ -553,6 +648,14 @@ def _report_data(
         "goal_comments": bool(comments),
         "issues": bool(issue_rows),
         "internal_control": bool(controls),
+        "control_results": bool(results),
+        "dialogue": bool(dialogue),
+        "frame_checks": bool(frames),
+        "frames_over": [f["name"] for f in frames if f["over"]],
+        "frames_missing": [f["name"] for f in frames if f["budget"] is None],
+        "risk_scale": RISK_SCALE,
+        "unit_word": "enhet" if len(report.completeness.expected) == 1 else "enheter",
+        "show_level": cyc.names[unit].lower() != u_level_name(cfg, u).lower(),
         "plan_committees": list(dict.fromkeys(names[cid] for cid, _ in controls)),
         "high_risk": HIGH_RISK,
         "own_section": 6 if controls else 5,

@@ -238,12 +238,11 @@ def _goals_with_indicators(goals: list[dict[str, Any]]) -> TableData:
     for g in goals:
         indicators = g["indicators"] or [None]
         for n, i in enumerate(indicators):
-            target = "" if i is None else f"{text.tal(i['target'], 0 if i['target'] == int(i['target']) else 1)}"
             rows.append(
                 (
                     g["title"] if n == 0 else "",
                     "Ingen indikator" if i is None else i["name"],
-                    f"{target} {i['unit']}".strip() if i is not None else "",
+                    "" if i is None else i["target_text"],
                 )
             )
     return TableData(headers=("Mål", "Indikator", "Målvärde"), rows=tuple(rows), widths=(6.0, 7.0, 3.0))

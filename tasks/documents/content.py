@@ -88,6 +88,9 @@ COMMON_CONTROLS: tuple[tuple[str, str, str, str], ...] = (
     ("Kompetensförsörjning", "Svårt att rekrytera nyckelkompetenser", "Uppföljning av vakanser", "Per tertial"),
 )
 
+# One risk scale (probability × consequence, 1–4 each) for the matrix and every text about it.
+RISK_SCALE = "1–2 låg, 3–4 måttlig, 6–8 hög och 9–16 mycket hög risk"
+
 # The finance department's assessment (probability, consequence) of the common areas.
 COMMON_CONTROL_SCORES: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (2, 4), (2, 2), (3, 3))
 
