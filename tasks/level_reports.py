@@ -538,18 +538,25 @@ def _report_data(
     for child in report.completeness.expected:
         child_totals = agg[child].totals if child in agg.reports else {}
         for c, f in child_totals.items():
-            per_unit_rows.append((child, names[child], c, f.budget, f.outcome, f.forecast))
+            per_unit_rows.append((names[child], c, f.budget, f.outcome, f.forecast))
     reaching = issues_reaching(issues, unit, occasion.key)
+    occasion_names = {o.key: o.name for o in occasions(cfg, cyc.plan_year)}
     issue_rows = tuple(
-        (i.text, names.get(i.origin, i.origin), " → ".join(i.path), _issue_status(i, unit, names), i.occasion_key)
+        (
+            i.text,
+            names.get(i.origin, i.origin),
+            " → ".join(names.get(p, p) for p in i.path),
+            _issue_status(i, unit, names),
+            occasion_names.get(i.occasion_key, i.occasion_key),
+        )
         for i in reaching
     )
     goal_rows = tuple(
-        (g.goal_id, g.title, g.counts.get("Grön", 0), g.counts.get("Gul", 0), g.counts.get("Röd", 0))
+        (g.title or g.goal_id, g.counts.get("Grön", 0), g.counts.get("Gul", 0), g.counts.get("Röd", 0))
         for g in report.goals.values()
     )
     comments = tuple(
-        (g.goal_id, names.get(c.unit, c.unit), c.assessment or "", c.comment)
+        (g.title or g.goal_id, names.get(c.unit, c.unit), c.assessment or "", c.comment)
         for g in report.goals.values()
         for c in g.comments
         if c.assessment in ("Gul", "Röd")
@@ -573,18 +580,14 @@ def _report_data(
         ),
         "per_enhet": TableData(
             ("Enhet", "Post", "Budget helår", "Utfall hittills", "Prognos helår"),
-            tuple((r[1], r[2], r[3], r[4], r[5]) for r in per_unit_rows),
+            tuple(per_unit_rows),
             widths=(4.6, 3.4, 2.6, 2.6, 2.6),
             numeric=(2, 3, 4),
         ),
-        "mal": TableData(
-            ("Mål-id", "Mål", "Grön", "Gul", "Röd"), goal_rows, widths=(2.0, 9.8, 1.4, 1.4, 1.4), numeric=(2, 3, 4)
-        ),
-        "malkommentarer": TableData(
-            ("Mål-id", "Enhet", "Bedömning", "Kommentar"), comments, widths=(2.0, 4.0, 2.0, 8.0)
-        ),
+        "mal": TableData(("Mål", "Grön", "Gul", "Röd"), goal_rows, widths=(11.2, 1.6, 1.6, 1.6), numeric=(1, 2, 3)),
+        "malkommentarer": TableData(("Mål", "Enhet", "Bedömning", "Kommentar"), comments, widths=(4.4, 3.4, 2.4, 5.8)),
         "fragor": TableData(
-            ("Fråga", "Väckt av", "Väg uppåt", "Status", "Tillfälle"), issue_rows, widths=(5.0, 2.6, 3.4, 3.4, 1.6)
+            ("Fråga", "Väckt av", "Väg uppåt", "Status", "Tillfälle"), issue_rows, widths=(4.0, 2.6, 3.8, 3.2, 2.4)
         ),
         "intern_kontroll": TableData(
             ("Nämnd", "Kontrollområde", "Risk", "Riskvärde", "Kontrollmoment", "Frekvens"),
@@ -660,7 +663,7 @@ def _report_data(
         "high_risk": HIGH_RISK,
         "own_section": 6 if controls else 5,
     }
-    sheets = _sheets(threshold, economy_rows, per_unit_rows, goal_rows, issue_rows, controls)
+    sheets = _sheets(threshold, economy_rows, per_unit_rows, goal_rows, issue_rows, controls, names)
     instructions = (
         f"# Nivårapport\n{one_line(occasion.name)} för {names[unit]}: summerat ur underlaget från nivån under.\n"
         "- Ekonomi: summan per post (tkr). Avvikelse = budget − prognos; över gränsvärdet markeras rött.\n"
@@ -692,6 +695,7 @@ def _sheets(
     goal_rows: tuple[tuple[Any, ...], ...],
     issue_rows: tuple[tuple[Any, ...], ...],
     controls: list[tuple[str, Any]],
+    names: Mapping[str, str],
 ) -> list[SheetSpec]:
     economy = SheetSpec(
         name="Ekonomi",
@@ -706,7 +710,6 @@ def _sheets(
     per_unit = SheetSpec(
         name="Per enhet",
         columns=(
-            _c("Enhet-id", width=12),
             _c("Enhet", width=30),
             _c("Post", width=24),
             _c("Budget helår", "sek", 15),
@@ -719,7 +722,6 @@ def _sheets(
     goals = SheetSpec(
         name="Mål",
         columns=(
-            _c("Mål-id", width=12),
             _c("Mål", width=48),
             _c("Grön", "int", 8, total=True),
             _c("Gul", "int", 8, total=True),
@@ -747,7 +749,7 @@ def _sheets(
             SheetSpec(
                 name="Intern kontroll",
                 columns=(
-                    _c("Nämnd", width=10),
+                    _c("Nämnd", width=30),
                     _c("Kontrollområde", width=22),
                     _c("Risk", width=34),
                     _c("Riskvärde", "int", 10, highlight="risk"),
@@ -760,7 +762,7 @@ def _sheets(
                 ),
                 rows=tuple(
                     (
-                        cid,
+                        names[cid],
                         c.area,
                         c.risk,
                         c.probability * c.consequence,
@@ -880,7 +882,7 @@ def top_conclusions(
             out.append(
                 (
                     "Mål",
-                    f"{g.goal_id} {one_line(g.title)}: {red} röda och {yellow} gula av "
+                    f"{one_line(g.title or g.goal_id)}: {red} röda och {yellow} gula av "
                     f"{sum(g.counts.values())} bedömningar.",
                 )
             )

@@ -127,11 +127,16 @@ def _fill_fields(cfg: Any, url: str, out: Path, tmp: Path, kind: str, unit: str,
 
 
 def test_typed_values_travel_the_chain(db_url: str, tmp_path: Path) -> None:
-    url, out = db_url, tmp_path / "out"
+    run_chain(db_url, tmp_path / "out", tmp_path)
+
+
+def run_chain(url: str, out: Path, tmp: Path) -> Any:
+    """The plan year of the trimmed municipality with a return at every handoff, each value
+    checked where it must arrive; the documents are left under `out`. Returns the configuration."""
     saved = {k: os.environ.get(k) for k in ("STYRKEDJA_DATABASE_URL", "STYRKEDJA_RENDER_WORKERS")}
     os.environ |= {"STYRKEDJA_DATABASE_URL": url, "STYRKEDJA_RENDER_WORKERS": "1"}
     try:
-        _chain(url, out, tmp_path)
+        return _chain(url, out, tmp)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -140,7 +145,7 @@ def test_typed_values_travel_the_chain(db_url: str, tmp_path: Path) -> None:
                 os.environ[k] = v
 
 
-def _chain(url: str, out: Path, tmp: Path) -> None:
+def _chain(url: str, out: Path, tmp: Path) -> Any:
     cfg = load_config(_trimmed_config(tmp))
     names = {u.id: u.name for u in cfg.units}
     board = cfg.organisation.roles.executive_board
@@ -324,3 +329,4 @@ def _chain(url: str, out: Path, tmp: Path) -> None:
         mine = next(r for r in rows if r[0] == names[COMMITTEE])
         assert mine[2].replace("\u00a0", " ") == f"{net:,}".replace(",", " ")
         assert mine[4] == ("Ja" if net <= cfg.budget.frames[COMMITTEE] else "Nej")
+    return cfg

@@ -453,7 +453,7 @@ def test_docx_structure(kind: str, rendered) -> None:
     texts = [p.text for p in doc.paragraphs[:12]]
     assert meta.title in texts and "Planår 2028, planperiod 2028–2031" in texts
     cover = [c.text for row in doc.tables[0].rows for c in row.cells]
-    assert meta.doc_key in cover and "Version" in cover
+    assert meta.doc_key not in cover and "Version" in cover  # the id is metadata, not cover text
     # Header and footer on every page: organisation, cycle, version, page fields.
     section = doc.sections[0]
     assert section.header.paragraphs[0].text.startswith("Region Testland")
@@ -669,7 +669,7 @@ def test_xlsx_structure(kind: str, rendered) -> None:
     assert excel.read_xlsx_meta(path)["doc_key"] == meta.doc_key
     instructions = wb["Instruktioner"]
     assert instructions["A1"].value == meta.title
-    assert any(c.value == meta.doc_key for c in instructions["B"])
+    assert not any(c.value == meta.doc_key for c in instructions["B"])  # metadata only
     names = {s.name for s in wb._named_styles}
     assert {"sk_header", "sk_sek", "sk_text", "sk_percent", "sk_date", "sk_total"} <= names
     for ws in wb.worksheets:
@@ -728,13 +728,14 @@ def test_operational_plan_template(rendered, cfg: OrgConfig) -> None:
     ]
     goals = wb["Fullmäktiges mål"]
     # n2 gets m1 (all committees) and m2 (targeted at n2, may be opted out of); not m3 (n1 only).
-    assert [goals.cell(r, 2).value for r in (2, 3)] == ["m1", "m2"] and goals.max_row == 3
-    assert goals["E2"].value == "–" and goals["E2"].protection.locked  # m1: no opting out
-    assert goals["E3"].value is None and goals["E3"].protection.locked is False
-    dv = _validation_for(goals, "E3")
+    # Goals by their titles: no goal id is shown.
+    assert [goals.cell(r, 2).value for r in (2, 3)] == ["God och jämlik hälsa", "Attraktiv region | att bo i"]
+    assert goals.max_row == 3 and "Mål-id" not in [c.value for c in goals[1]]
+    assert goals["D2"].value == "–" and goals["D2"].protection.locked  # m1: no opting out
+    assert goals["D3"].value is None and goals["D3"].protection.locked is False
+    dv = _validation_for(goals, "D3")
     assert dv is not None and dv.type == "list" and dv.formula1 == '"Ja,Nej"'
-    assert _validation_for(goals, "E2") is None
-    assert goals["C3"].value == "Attraktiv region | att bo i"
+    assert _validation_for(goals, "D2") is None
 
     ik = wb["Intern kontroll"]
     assert ik["B2"].value == "Felaktiga eller obehöriga utbetalningar"
@@ -809,7 +810,8 @@ def test_follow_up_workbook(rendered, cfg: OrgConfig) -> None:
     deviation = [r for cf in eco.conditional_formatting for r in cf.rules]
     assert deviation and "ABS(F2)>0.05" in deviation[0].formula[0]
     goals = wb["Mål"]
-    light = _validation_for(goals, "C2")
+    assert [c.value for c in goals[1]][0] == "Mål"  # titles, no goal ids
+    light = _validation_for(goals, "B2")
     assert light.type == "list" and light.formula1 == '"Grön,Gul,Röd"'
     assert len([r for cf in goals.conditional_formatting for r in cf.rules]) == 3
     ind = wb["Indikatorer"]
@@ -911,7 +913,7 @@ def test_config_values_are_cleaned_in_documents(tmp_path: Path) -> None:
     cfg = cfg.model_copy(update={"goals": tuple(goals)})
     doc = render(cfg, PLAN_YEAR, DocRequest("verksamhetsplan_mall", "operational_plans", "n1"), tmp_path)
     ws = openpyxl.load_workbook(tmp_path / doc.relpath)["Fullmäktiges mål"]
-    assert ws["C2"].value == '=HYPERLINK("x") med ny rad' and ws["C2"].data_type == "s"
+    assert ws["B2"].value == '=HYPERLINK("x") med ny rad' and ws["B2"].data_type == "s"
     doc = render(cfg, PLAN_YEAR, DocRequest("planeringsforutsattningar", "planning_prerequisites", "n1"), tmp_path)
     d = Document(tmp_path / doc.relpath)
     # A goal area that looks like markup is a heading text, not a directive or a new heading level.

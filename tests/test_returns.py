@@ -255,7 +255,7 @@ def test_operational_plan_needs_both_documents_before_the_receipt_is_acknowledge
     goals, indicators, controls = wb["Fullmäktiges mål"], wb["Indikatorer"], wb["Intern kontroll"]
     goal_edits: dict[tuple[int, str], Any] = {}
     for r in range(2, goals.max_row + 1):
-        if not goals.cell(r, 5).protection.locked:  # the goal may be opted out of
+        if not goals.cell(r, 4).protection.locked:  # the goal may be opted out of
             goal_edits[(r, "Avstår (Ja/Nej)")] = "Nej"
         goal_edits[(r, "Nämndens bidrag och åtaganden")] = (
             f"Bidrag till {goals.cell(r, 2).value}: åtgärder i hela länet."

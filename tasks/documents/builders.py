@@ -582,14 +582,12 @@ def _xlsx_verksamhetsplan_mall(
     committee_id = cyc.committee_of.get(unit.id)
     goals = cyc.goals_for(committee_id)
     goal_rows = tuple(
-        (g["area"], g["id"], g["title"], g["targeted_text"], None if g["opt_out_allowed"] else Fixed("–"), None)
-        for g in goals
+        (g["area"], g["title"], g["targeted_text"], None if g["opt_out_allowed"] else Fixed("–"), None) for g in goals
     )
     assembly_goals = SheetSpec(
         name="Fullmäktiges mål",
         columns=(
             _col("Målområde", width=22),
-            _col("Mål-id", width=12),
             _col("Mål", width=48),
             _col("Riktat till", width=24),
             _col("Avstår (Ja/Nej)", "choice", 12, choices=YES_NO, editable=True),
@@ -598,14 +596,14 @@ def _xlsx_verksamhetsplan_mall(
         rows=goal_rows,
     )
     indicator_rows = tuple(
-        (g["id"], i["name"], i["kolada_id"] or "–", i["target"], i["unit"], None, None)
+        (g["title"], i["name"], i["kolada_id"] or "–", i["target"], i["unit"], None, None)
         for g in goals
         for i in g["indicators"]
     )
     indicators = SheetSpec(
         name="Indikatorer",
         columns=(
-            _col("Mål-id", width=12),
+            _col("Mål", width=36),
             _col("Indikator", width=44),
             _col("Kolada-id", width=11),
             _col("Fullmäktiges målvärde", "number", 14),
@@ -760,25 +758,24 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
     goal_sheet = SheetSpec(
         name="Mål",
         columns=(
-            _col("Mål-id", width=12),
             _col("Mål", width=48),
             _col("Bedömning", "choice", 12, choices=TRAFFIC_LIGHTS, editable=True, highlight="traffic_light"),
             _col("Kommentar och analys", width=50, editable=True),
             _col("Åtgärd", width=36, editable=True),
         ),
-        rows=tuple((g["id"], g["title"], None, None, None) for g in goals),
+        rows=tuple((g["title"], None, None, None) for g in goals),
     )
     indicators = SheetSpec(
         name="Indikatorer",
         columns=(
-            _col("Mål-id", width=12),
+            _col("Mål", width=36),
             _col("Indikator", width=44),
             _col("Målvärde", "number", 11),
             _col("Enhet", width=10),
             _col("Utfall", "number", 11, editable=True),
             _col("Kommentar", width=44, editable=True),
         ),
-        rows=tuple((g["id"], i["name"], i["target"], i["unit"], None, None) for g in goals for i in g["indicators"]),
+        rows=tuple((g["title"], i["name"], i["target"], i["unit"], None, None) for g in goals for i in g["indicators"]),
     )
     investments = SheetSpec(
         name="Investeringar",

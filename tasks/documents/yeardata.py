@@ -275,7 +275,7 @@ def _goal_ctx(g: Goal, names: Mapping[str, str]) -> dict[str, Any]:
 
 
 def target_text(target: float, unit: str) -> str:
-    """"75 %", "600" (a count needs no unit: "600 antal" is not Swedish), "3,5 dagar"."""
+    """ "75 %", "600" (a count needs no unit: "600 antal" is not Swedish), "3,5 dagar"."""
     number = text.tal(target, 0 if float(target).is_integer() else 1)
     return number if unit.strip().lower() in ("", "antal", "st", "st.") else f"{number} {unit}"
 
