@@ -657,6 +657,8 @@ def _report_data(
         "frames_over": [f["name"] for f in frames if f["over"]],
         "frames_missing": [f["name"] for f in frames if f["budget"] is None],
         "risk_scale": RISK_SCALE,
+        # The hand-up is due on the occasion's deadline (the handoff's, `_handoff`).
+        "due": occasion.deadline,
         "unit_word": "enhet" if len(report.completeness.expected) == 1 else "enheter",
         "show_level": cyc.names[unit].lower() != u_level_name(cfg, u).lower(),
         "plan_committees": list(dict.fromkeys(names[cid] for cid, _ in controls)),
@@ -670,6 +672,12 @@ def _report_data(
         "- Per enhet: varje enhets siffror; deras summa per post är bladet Ekonomi.\n"
         "- Fyll bara i de gula cellerna: nivåns kommentar och bedömning"
         + (", och resultatet av den interna kontrollen.\n" if controls else ".\n")
+        + (
+            f"# Att lämna tillbaka\n- Lämna tillbaka arbetsboken tillsammans med nivårapporten till {parent} "
+            f"senast {text.datum(occasion.deadline)}. Ändra inte bladens namn; filen känns igen automatiskt.\n"
+            if parent
+            else ""
+        )
     )
     return _ReportData(ctx, tables, sheets, instructions)
 

@@ -5,6 +5,7 @@ One typed value per handoff, followed from the file it was typed into (filled wi
 helpers, submitted with tasks.returns.submit_file) to the documents rendered after it, re-opened
 with python-docx and openpyxl:
 
+- a sentence of the planning material's external analysis → the planning prerequisites §3;
 - an investment (its name and its expense) from the investment prioritisation → the planning
   prerequisites' appendix 3 and the Excel investment plan → the regional plan proposal §5 → the
   decided plan;
@@ -56,6 +57,7 @@ COMMITMENT = "Öppna förskolan i Nödinge hösten 2029"
 OWN_RISK = "Förskolan bemannas inte i tid"
 STAFF_BUDGET = 12_345
 LESSON = "Tidiga rekryteringar gav full bemanning i förskolan."
+OUTLOOK = "Antalet barn i förskoleåldern ökar med åtta procent till 2031."
 
 
 def _trimmed_config(tmp: Path) -> Path:
@@ -171,12 +173,16 @@ def _chain(url: str, out: Path, tmp: Path) -> Any:
     filled = tmp / "prio.xlsx"
     fill_xlsx(prio, filled, {"Investeringar": {(2, h): v for h, v in row.items()}}, inject=False)
     submit_file(cfg, filled, url=url, actor="Controller")
+    # The planning material: one sentence of the external analysis.
+    _fill_fields(cfg, url, out, tmp, "planeringsunderlag", board, {"omvarldsanalys": OUTLOOK})
     _sign_all(cfg, url, "preparation")
 
     # → planning prerequisites: appendix 3 in Word and the Excel investment plan.
     _distribute(cfg, cycle_id, "planning_prerequisites", url, out)
     pf = _docx_text(_path(url, out, "planeringsforutsattningar", COMMITTEE))
     assert INVESTMENT in pf and "48\u00a0500" in pf and "Inga investeringsförslag" not in pf
+    section_3 = pf[pf.rindex("3 Förutsättningar, omvärld och utveckling") : pf.rindex("4 Kommunen i jämförelse")]
+    assert OUTLOOK in section_3 and "inte lämnats in ännu" not in section_3
     plan = [r for r in _rows(_path(url, out, "pf_bilagor", COMMITTEE), "Investeringsplan") if r["Investeringsobjekt"]]
     assert plan[0]["Nämnd/styrelse"] == names[COMMITTEE] and plan[0]["Investeringsobjekt"] == INVESTMENT
     assert plan[0][str(YEAR + 1)] == EXPENSE

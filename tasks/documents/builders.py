@@ -15,6 +15,7 @@ from models.errors import UserError
 from tasks.documents import text, word
 from tasks.documents.content import (
     ACTIVITY_ROWS_PER_UNIT,
+    BASIS_SECTIONS,
     COMMITTEE_DIALOGUE_FIELDS,
     COMMON_CONTROL_SCORES,
     COMMON_CONTROLS,
@@ -282,7 +283,14 @@ def _docx_planeringsforutsattningar(
     investments = _investments(cyc, ret)
     if investments:
         tables["investeringar"] = _investment_table(cyc, investments)
+    # The planning material as the finance department returned it: sections 3, 4 and 5.
+    basis = {
+        k: one_line(v) for k, v in ret.fields("planeringsunderlag", cyc.cfg.organisation.roles.executive_board).items()
+    }
     extra = {
+        "basis": [{"label": label, "text": basis[n]} for n, label in BASIS_SECTIONS if basis.get(n)],
+        "comparison": basis.get("jamforelser", ""),
+        "economic_room": basis.get("ekonomiskt_utrymme", ""),
         "feedback_fields": _fields(FEEDBACK_FIELDS),
         "feedback_deadline": feedback["deadline"] if feedback else None,
         "has_own_frame": own is not None,
@@ -320,7 +328,10 @@ def _docx_regionplan_forslag(
     investments = _investments(cyc, ret)
     if investments:
         tables["investeringar"] = _investment_table(cyc, investments)
+    # The body's stage is due on the day the wheel plans its decision (the stage's handoff deadline).
+    due = planned_decision_day(cyc.cfg, cyc.plan_year, unit.id) or ctx["due"]
     extra = {
+        "due": due,
         "committee_list": committees,
         "earlier": earlier,
         "has_investments": bool(investments),

@@ -103,6 +103,14 @@ INVESTMENT_CRITERIA: tuple[tuple[str, str, float], ...] = (
     ("Risk vid utebliven investering", "Vad händer om investeringen inte görs?", 0.10),
 )
 
+# The planning material's sections the planning prerequisites carry (field name, heading there).
+BASIS_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("omvarldsanalys", "Omvärld"),
+    ("makroekonomi", "Makroekonomi och skatteunderlag"),
+    ("statlig_styrning", "Statlig styrning"),
+    ("utveckling", "Verksamhetsutveckling och forskning"),
+)
+
 FOLLOW_UP_ROWS = ("Intäkter", "Personalkostnader", "Lokalkostnader", "Köpt verksamhet", "Övriga kostnader")
 
 

@@ -28,7 +28,7 @@ from models.tables import Cycle, Document, Submission
 
 # Document kind -> the returned kinds its content reads.
 SOURCES: dict[str, tuple[str, ...]] = {
-    "planeringsforutsattningar": ("investeringsprioritering",),
+    "planeringsforutsattningar": ("investeringsprioritering", "planeringsunderlag"),
     "pf_bilagor": ("investeringsprioritering",),
     "regionplan_forslag": ("investeringsprioritering", "pf_bilagor", "aterkoppling", "regionplan_forslag"),
     "regionplan_beslutad": ("investeringsprioritering", "pf_bilagor", "aterkoppling", "regionplan_forslag"),
