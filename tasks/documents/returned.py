@@ -36,9 +36,9 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "aktivitetsplan": ("verksamhetsplan_mall",),
     "uppfoljning": ("aktivitetsplan",),
     "uppfoljning_berattelse": ("aktivitetsplan",),
-    # Level reports (tasks/level_reports.py): own risks, detailed budgets, the level below's results.
-    "nivarapport": ("verksamhetsplan_mall", "aktivitetsplan", "nivarapport_siffror"),
-    "nivarapport_siffror": ("verksamhetsplan_mall", "aktivitetsplan", "nivarapport_siffror"),
+    # Level reports (tasks/level_reports.py): the committees' own risks and detailed budgets.
+    "nivarapport": ("verksamhetsplan_mall", "aktivitetsplan"),
+    "nivarapport_siffror": ("verksamhetsplan_mall", "aktivitetsplan"),
 }
 
 # The detailed budget's lines are the follow-up's lines (tasks/documents/content.FOLLOW_UP_ROWS).
@@ -105,16 +105,6 @@ class OperationalPlan:
     own_goals: tuple[OwnGoal, ...]
     risks: tuple[Risk, ...]
     contributions: Mapping[str, str]  # goal title -> the committee's contribution
-
-
-@dataclass(frozen=True)
-class ControlResult:
-    committee: str
-    area: str
-    risk: str
-    done: str
-    observation: str
-    action: str
 
 
 @dataclass(frozen=True)
@@ -272,25 +262,6 @@ class Returned:
                 continue
             v = r["values"]
             out[units[i]] = {line: _num(v.get(col_)) or 0.0 for line, col_ in BUDGET_COLUMNS.items()}
-        return out
-
-    def control_results(self, unit: str, occasion: str) -> list[ControlResult]:
-        """What a level typed into the internal-control sheet of its level report's workbook."""
-        out = []
-        for r in self.rows("nivarapport_siffror", unit, "Intern kontroll", occasion):
-            v = r["values"] | r["context"]
-            if not (_text(v.get("Genomförd")) or _text(v.get("Iakttagelse"))):
-                continue
-            out.append(
-                ControlResult(
-                    _text(v.get("Nämnd")),
-                    _text(v.get("Kontrollområde")),
-                    _text(v.get("Risk")),
-                    _text(v.get("Genomförd")),
-                    _text(v.get("Iakttagelse")),
-                    _text(v.get("Åtgärd")),
-                )
-            )
         return out
 
 
