@@ -808,11 +808,14 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
 def detailed_budgets(cyc: YearData, ret: Returned) -> dict[str, dict[str, float]]:
     """unit id -> budget line -> tkr: every unit's detailed budget, from its administration's
     activity plan (the unit's row; an administration without units has one row, its own)."""
-    out: dict[str, dict[str, float]] = {}
-    for a in cyc.administrations():
-        below = [u.id for u in (cyc.descendants(a.id) or [a])]
-        out |= ret.detailed_budget(a.id, below)
-    return out
+    key = f"detailed_budgets:{cyc.cfg.organisation.id}:{cyc.plan_year}"
+    if key not in ret.cache:
+        out: dict[str, dict[str, float]] = {}
+        for a in cyc.administrations():
+            below = [u.id for u in (cyc.descendants(a.id) or [a])]
+            out |= ret.detailed_budget(a.id, below)
+        ret.cache[key] = out
+    return ret.cache[key]
 
 
 def _budget_for(cyc: YearData, ret: Returned, unit_id: str) -> dict[str, float]:

@@ -113,6 +113,8 @@ class Returned:
     follow-up). `days` holds the day each return came in (ISO), by the same keys."""
 
     contents: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)
+    # Views computed once per batch (every follow-up document of a region reads the same budgets).
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, kind: str, unit: str, occasion: str = "") -> dict[str, Any] | None:
         return self.contents.get(kind, {}).get(f"{unit}|{occasion}" if occasion else unit)
