@@ -29,11 +29,14 @@ demo: install
 down:
 	@if [ -x $(BIN)/styrkedja ]; then $(BIN)/styrkedja down; else echo "nothing installed"; fi
 
+# LibreOffice converts documents to PDF in the tests; hunspell with Debian's Swedish dictionary
+# checks their language; poppler's pdftotext reads the PDFs' text; Carlito is Calibri's metrics.
 libreoffice:
-	@command -v soffice >/dev/null 2>&1 || { \
-	  echo "installing LibreOffice (writer, calc) …"; \
+	@{ command -v soffice && command -v hunspell && command -v pdftotext && [ -f /usr/share/hunspell/sv_SE.dic ] && fc-list | grep -q Carlito; } \
+	  >/dev/null 2>&1 || { \
+	  echo "installing LibreOffice (writer, calc), hunspell (Swedish) and poppler-utils …"; \
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    libreoffice-writer libreoffice-calc >/dev/null; }
+	    libreoffice-writer libreoffice-calc fonts-crosextra-carlito hunspell hunspell-sv poppler-utils >/dev/null; }
 
 # Two workers, one per core (the suite is CPU-bound: a third worker only adds a Prefect server).
 # Files go whole to one worker so module fixtures (rendered cycles) are built once.

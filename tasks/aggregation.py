@@ -313,7 +313,8 @@ def _goal_entries(unit: str, content: dict[str, Any] | None) -> list[tuple[str, 
         return []
     out = []
     for entry in content.get("sheets", {}).get("Mål", ()):
-        goal_id = _cell(entry, "Mål-id")
+        # The goal's title identifies it (older workbooks also carry a "Mål-id" column).
+        goal_id = _cell(entry, "Mål-id") or _cell(entry, "Mål")
         if not goal_id:
             continue
         assessment = _cell(entry, "Bedömning")

@@ -63,7 +63,7 @@ def distribute(
         }
     # Render what is not recorded yet, or whose file went missing.
     missing = [req for key, req in wanted.items() if key not in known or not (out_root / known[key].relpath).exists()]
-    rendered = render_batch(cfg, cycle.year, missing, out_root)
+    rendered = render_batch(cfg, cycle.year, missing, out_root, url=url)
 
     def record(session: Session) -> tuple[int, int]:
         docs = record_documents(session, cycle_id, rendered)

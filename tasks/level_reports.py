@@ -48,6 +48,7 @@ from models.tables import (
     utcnow,
 )
 from tasks.aggregation import (
+    NARRATIVE,
     Aggregate,
     Figures,
     LevelReport,
@@ -61,8 +62,9 @@ from tasks.audit import audit
 from tasks.calendar import today_stockholm
 from tasks.distribution import record_documents
 from tasks.documents import excel, text, word
-from tasks.documents.catalog import LEVEL_REPORT_KINDS, doc_key, file_name, spec_of
-from tasks.documents.content import TRAFFIC_LIGHTS, YES_NO
+from tasks.documents.builders import detailed_budgets
+from tasks.documents.catalog import LEVEL_REPORT_KINDS, doc_key, file_name, returned_for, spec_of
+from tasks.documents.content import DIALOGUE_FIELDS, RISK_SCALE, TRAFFIC_LIGHTS, YES_NO
 from tasks.documents.model import (
     ColumnSpec,
     DocMeta,
@@ -73,6 +75,7 @@ from tasks.documents.model import (
     content_hash,
     follow_up_figure_columns,
 )
+from tasks.documents.returned import Returned
 from tasks.documents.sanitize import safe_path
 from tasks.documents.yeardata import YearData, one_line, year_data
 from tasks.followup_calendar import Occasion, occasions
@@ -228,6 +231,8 @@ def hand_up_levels(
             )
         }
     cyc = year_data(cfg, year)
+    # What earlier phases returned: operational plans (own risks), detailed budgets, reports below.
+    ret = returned_for(cfg, year, [REPORT], url)
     jobs: list[tuple[DocRequest, _ReportData]] = []
     top_rendered = False
     for unit in ready:
@@ -241,7 +246,7 @@ def hand_up_levels(
         if not todo:
             continue
         below = [returned_levels[c] for c in kids.get(unit, ()) if c in returned_levels]
-        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit), below)
+        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit), below, returns, ret)
         jobs.extend((req, data) for req in todo)
         top_rendered = top_rendered or cfg.unit(unit).parent is None
     # Writing the files is the costly part (a region has a report per level): the render pool.
@@ -526,9 +531,10 @@ def _pct(f: Figures) -> float | None:
     return None if p is None else round(p, 1)
 
 
-def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str) -> list[tuple[str, Any]]:
+def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str, ret: Returned | None = None) -> list[tuple[str, Any]]:
     """(committee id, control) of the plans a level follows up: its own (a committee), those of
-    the committees below it, or its committee's (an administration)."""
+    the committees below it, or its committee's (an administration). A committee's plan is its
+    returned operational plan (its own risks as assessed there), else its configured controls."""
     committees = {c.id for c in cfg.committees()}
     if unit in committees:
         ids = [unit]
@@ -536,7 +542,22 @@ def _controls_for(cfg: OrgConfig, cyc: YearData, unit: str) -> list[tuple[str, A
         ids = [cyc.committee_of[unit]]  # type: ignore[list-item]
     else:
         ids = [c.id for c in cyc.descendants(unit) if c.id in committees]
-    return [(cid, ctl) for cid in ids for ctl in cfg.unit(cid).internal_control]
+    out: list[tuple[str, Any]] = []
+    for cid in ids:
+        plan = ret.operational_plan(cid) if ret is not None else None
+        if plan is not None and plan.risks:
+            out += [(cid, r) for r in plan.risks]
+        else:
+            out += [(cid, ctl) for ctl in cfg.unit(cid).internal_control]
+    return out
+
+
+# The dialogue answers a level report shows from the level below (the raised item travels on its own).
+DIALOGUE_SHOWN = ("stolta", "utmaningar", "lardomar", "dela_med_oss")
+
+
+def u_level_name(cfg: OrgConfig, u: Any) -> str:
+    return next((lv.name for lv in cfg.levels if lv.id == u.level), "")
 
 
 def carries_internal_control(cfg: OrgConfig, occasion: Occasion) -> bool:
@@ -551,6 +572,46 @@ class _ReportData:
     instructions: str
 
 
+def _frame_checks(cyc: YearData, ret: Returned, unit: str) -> list[dict[str, Any]]:
+    """Each committee's detailed budget (net, from its administrations' activity plans) against
+    its frame for the plan year: for a committee its own, for a level above every committee below."""
+    committees = (
+        [unit] if unit in cyc.committee_ids else [c.id for c in cyc.descendants(unit) if c.id in cyc.committee_ids]
+    )
+    budgets = detailed_budgets(cyc, ret)
+    out = []
+    for cid in committees:
+        frame = cyc.frames.get(cid)
+        ids = [u.id for u in cyc.descendants(cid)]
+        found = [budgets[i] for i in ids if i in budgets]
+        net = sum(sum(b.values()) for b in found) if found else None
+        out.append(
+            {
+                "name": cyc.names[cid],
+                "frame": frame[0] if frame else None,
+                "budget": net,
+                "over": net is not None and frame is not None and net > frame[0],
+            }
+        )
+    return out
+
+
+def _dialogue_rows(
+    cyc: YearData, returns: Mapping[tuple[str, str], dict[str, Any]], below: tuple[str, ...]
+) -> tuple[tuple[str, str, str], ...]:
+    """The follow-up dialogue answers of the units below (proudest, challenges, lessons, what we
+    share), with the unit's name: what travels up besides the raised items."""
+    labels = {n: label for n, label, _ in DIALOGUE_FIELDS if n in DIALOGUE_SHOWN}
+    rows = []
+    for child in below:
+        got = (returns.get((child, NARRATIVE)) or {}).get("fields", {})
+        for n, label in labels.items():
+            answer = one_line(got.get(n) or "")
+            if answer:
+                rows.append((cyc.names[child], label, answer))
+    return tuple(rows)
+
+
 def _report_data(
     cfg: OrgConfig,
     cyc: YearData,
@@ -560,6 +621,8 @@ def _report_data(
     issues: list[IssueView],
     override_reason: str | None,
     below_levels: list[LevelReturn] | None = None,
+    returns: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    ret: Returned | None = None,
 ) -> _ReportData:
     report: LevelReport = agg[unit]
     names = cyc.names
@@ -585,23 +648,33 @@ def _report_data(
     for child in report.completeness.expected:
         child_totals = agg[child].totals if child in agg.reports else {}
         for c, f in child_totals.items():
-            per_unit_rows.append((child, names[child], c, f.budget, f.outcome, f.forecast))
+            per_unit_rows.append((names[child], c, f.budget, f.outcome, f.forecast))
     reaching = issues_reaching(issues, unit, occasion.key)
+    occasion_names = {o.key: o.name for o in occasions(cfg, cyc.plan_year)}
     issue_rows = tuple(
-        (i.text, names.get(i.origin, i.origin), " → ".join(i.path), _issue_status(i, unit, names), i.occasion_key)
+        (
+            i.text,
+            names.get(i.origin, i.origin),
+            " → ".join(names.get(p, p) for p in i.path),
+            _issue_status(i, unit, names),
+            occasion_names.get(i.occasion_key, i.occasion_key),
+        )
         for i in reaching
     )
     goal_rows = tuple(
-        (g.goal_id, g.title, g.counts.get("Grön", 0), g.counts.get("Gul", 0), g.counts.get("Röd", 0))
+        (g.title or g.goal_id, g.counts.get("Grön", 0), g.counts.get("Gul", 0), g.counts.get("Röd", 0))
         for g in report.goals.values()
     )
     comments = tuple(
-        (g.goal_id, names.get(c.unit, c.unit), c.assessment or "", c.comment)
+        (g.title or g.goal_id, names.get(c.unit, c.unit), c.assessment or "", c.comment)
         for g in report.goals.values()
         for c in g.comments
         if c.assessment in ("Gul", "Röd")
     )
-    controls = _controls_for(cfg, cyc, unit) if carries_internal_control(cfg, occasion) else []
+    ret = ret or Returned()
+    controls = _controls_for(cfg, cyc, unit, ret) if carries_internal_control(cfg, occasion) else []
+    dialogue = _dialogue_rows(cyc, returns or {}, report.completeness.expected)
+    frames = _frame_checks(cyc, ret, unit)
 
     tables: dict[str, TableData] = {
         "ekonomi": TableData(
@@ -612,24 +685,39 @@ def _report_data(
         ),
         "per_enhet": TableData(
             ("Enhet", "Post", "Budget helår", "Utfall hittills", "Prognos helår"),
-            tuple((r[1], r[2], r[3], r[4], r[5]) for r in per_unit_rows),
+            tuple(per_unit_rows),
             widths=(4.6, 3.4, 2.6, 2.6, 2.6),
             numeric=(2, 3, 4),
         ),
-        "mal": TableData(
-            ("Mål-id", "Mål", "Grön", "Gul", "Röd"), goal_rows, widths=(2.0, 9.8, 1.4, 1.4, 1.4), numeric=(2, 3, 4)
-        ),
-        "malkommentarer": TableData(
-            ("Mål-id", "Enhet", "Bedömning", "Kommentar"), comments, widths=(2.0, 4.0, 2.0, 8.0)
-        ),
+        "mal": TableData(("Mål", "Grön", "Gul", "Röd"), goal_rows, widths=(11.2, 1.6, 1.6, 1.6), numeric=(1, 2, 3)),
+        "malkommentarer": TableData(("Mål", "Enhet", "Bedömning", "Kommentar"), comments, widths=(4.4, 3.4, 2.4, 5.8)),
         "fragor": TableData(
-            ("Fråga", "Väckt av", "Väg uppåt", "Status", "Tillfälle"), issue_rows, widths=(5.0, 2.6, 3.4, 3.4, 1.6)
+            ("Fråga", "Väckt av", "Väg uppåt", "Status", "Tillfälle"), issue_rows, widths=(4.0, 2.6, 3.8, 3.2, 2.4)
         ),
         "intern_kontroll": TableData(
             ("Nämnd", "Kontrollområde", "Risk", "Riskvärde", "Kontrollmoment", "Frekvens"),
-            tuple((cid, c.area, c.risk, c.probability * c.consequence, c.control, c.frequency) for cid, c in controls),
-            widths=(1.6, 2.8, 4.0, 1.6, 4.0, 2.0),
+            tuple(
+                (names[cid], c.area, c.risk, c.probability * c.consequence, c.control, c.frequency)
+                for cid, c in controls
+            ),
+            widths=(2.6, 2.6, 3.6, 1.8, 3.4, 2.0),
             numeric=(3,),
+        ),
+        "dialog": TableData(("Enhet", "Fråga", "Svar"), dialogue, widths=(3.6, 4.4, 8.0)),
+        "ram": TableData(
+            ("Nämnd", "Ram (tkr)", "Detaljbudget netto (tkr)", "Skillnad (tkr)", "Inom ram"),
+            tuple(
+                (
+                    f["name"],
+                    f["frame"],
+                    f["budget"] if f["budget"] is not None else "Ej inlämnad",
+                    (f["frame"] - f["budget"]) if f["budget"] is not None and f["frame"] is not None else None,
+                    "Nej" if f["over"] else ("Ja" if f["budget"] is not None else ""),
+                )
+                for f in frames
+            ),
+            widths=(4.4, 2.8, 3.4, 2.8, 2.6),
+            numeric=(1, 2, 3),
         ),
     }
     levels = below_levels or []
@@ -680,6 +768,15 @@ def _report_data(
         "goal_comments": bool(comments),
         "issues": bool(issue_rows),
         "internal_control": bool(controls),
+        "dialogue": bool(dialogue),
+        "frame_checks": bool(frames),
+        "frames_over": [f["name"] for f in frames if f["over"]],
+        "frames_missing": [f["name"] for f in frames if f["budget"] is None],
+        "risk_scale": RISK_SCALE,
+        # The hand-up is due on the occasion's deadline (the handoff's, `_handoff`).
+        "due": occasion.deadline,
+        "unit_word": "enhet" if len(report.completeness.expected) == 1 else "enheter",
+        "show_level": cyc.names[unit].lower() != u_level_name(cfg, u).lower(),
         "plan_committees": list(dict.fromkeys(names[cid] for cid, _ in controls)),
         "high_risk": HIGH_RISK,
         "own_section": 6 if controls else 5,
@@ -697,13 +794,19 @@ def _report_data(
         ],
         "level_controls": bool(tables["nivaernas_kontroller"].rows),
     }
-    sheets = _sheets(threshold, economy_rows, per_unit_rows, goal_rows, issue_rows, controls)
+    sheets = _sheets(threshold, economy_rows, per_unit_rows, goal_rows, issue_rows, controls, names)
     instructions = (
         f"# Nivårapport\n{one_line(occasion.name)} för {names[unit]}: summerat ur underlaget från nivån under.\n"
         "- Ekonomi: summan per post (tkr). Avvikelse = budget − prognos; över gränsvärdet markeras rött.\n"
         "- Per enhet: varje enhets siffror; deras summa per post är bladet Ekonomi.\n"
         "- Fyll bara i de gula cellerna: nivåns kommentar och bedömning"
         + (", och resultatet av den interna kontrollen.\n" if controls else ".\n")
+        + (
+            f"# Att lämna tillbaka\n- Lämna tillbaka arbetsboken tillsammans med nivårapporten till {parent} "
+            f"senast {text.datum(occasion.deadline)}. Ändra inte bladens namn; filen känns igen automatiskt.\n"
+            if parent
+            else ""
+        )
     )
     return _ReportData(ctx, tables, sheets, instructions)
 
@@ -729,6 +832,7 @@ def _sheets(
     goal_rows: tuple[tuple[Any, ...], ...],
     issue_rows: tuple[tuple[Any, ...], ...],
     controls: list[tuple[str, Any]],
+    names: Mapping[str, str],
 ) -> list[SheetSpec]:
     economy = SheetSpec(
         name="Ekonomi",
@@ -743,7 +847,6 @@ def _sheets(
     per_unit = SheetSpec(
         name="Per enhet",
         columns=(
-            _c("Enhet-id", width=12),
             _c("Enhet", width=30),
             _c("Post", width=24),
             _c("Budget helår", "sek", 15),
@@ -756,7 +859,6 @@ def _sheets(
     goals = SheetSpec(
         name="Mål",
         columns=(
-            _c("Mål-id", width=12),
             _c("Mål", width=48),
             _c("Grön", "int", 8, total=True),
             _c("Gul", "int", 8, total=True),
@@ -784,7 +886,7 @@ def _sheets(
             SheetSpec(
                 name="Intern kontroll",
                 columns=(
-                    _c("Nämnd", width=10),
+                    _c("Nämnd", width=30),
                     _c("Kontrollområde", width=22),
                     _c("Risk", width=34),
                     _c("Riskvärde", "int", 10, highlight="risk"),
@@ -797,7 +899,7 @@ def _sheets(
                 ),
                 rows=tuple(
                     (
-                        cid,
+                        names[cid],
                         c.area,
                         c.risk,
                         c.probability * c.consequence,
@@ -920,7 +1022,7 @@ def top_conclusions(
             out.append(
                 (
                     "Mål",
-                    f"{g.goal_id} {one_line(g.title)}: {red} röda och {yellow} gula av "
+                    f"{one_line(g.title or g.goal_id)}: {red} röda och {yellow} gula av "
                     f"{sum(g.counts.values())} bedömningar.",
                 )
             )

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from config.schema import OrgConfig
-from tasks.documents.catalog import DocRequest, render
+from tasks.documents.catalog import DocRequest, render, returned_for
 from tasks.documents.model import RenderedDoc
+from tasks.documents.returned import Returned
 from tasks.faults import crash_point
 
 # A pool costs about a second to start (forkserver, imports); a document takes 20–120 ms.
@@ -60,12 +61,24 @@ def fan_out(fn: Callable[[Item], RenderedDoc], items: Sequence[Item], workers: i
         return [doc for f in futures for doc in f.result()]
 
 
-def _render_request(cfg: OrgConfig, plan_year: int, out_root: Path, request: DocRequest) -> RenderedDoc:
-    return render(cfg, plan_year, request, out_root)
+def _render_request(
+    cfg: OrgConfig, plan_year: int, out_root: Path, returned: Returned, request: DocRequest
+) -> RenderedDoc:
+    return render(cfg, plan_year, request, out_root, returned=returned)
 
 
 def render_batch(
-    cfg: OrgConfig, plan_year: int, requests: Sequence[DocRequest], out_root: Path, workers: int | None = None
+    cfg: OrgConfig,
+    plan_year: int,
+    requests: Sequence[DocRequest],
+    out_root: Path,
+    workers: int | None = None,
+    *,
+    url: str | None = None,
 ) -> list[RenderedDoc]:
-    """Render every request of a phase; results in request order."""
-    return fan_out(partial(_render_request, cfg, plan_year, out_root), requests, workers)
+    """Render every request of a phase; results in request order. The returns the documents
+    read (earlier phases' content) are loaded once, from the database at `url`."""
+    if not requests:
+        return []
+    returned = returned_for(cfg, plan_year, sorted({r.kind for r in requests}), url)
+    return fan_out(partial(_render_request, cfg, plan_year, out_root, returned), requests, workers)

@@ -73,6 +73,7 @@ from tasks.documents.catalog import DocRequest, Expected
 from tasks.documents.excel import INSTRUCTIONS_SHEET, META_SHEET, sheet_title
 from tasks.documents.files import atomic_save
 from tasks.documents.model import ColumnSpec, Fixed, SheetSpec, content_hash
+from tasks.documents.returned import Returned
 from tasks.documents.sanitize import MAX_CELL_CHARS, clean_text, safe_filename, safe_path
 from tasks.followup_calendar import find_occasion
 from tasks.handoffs import handoffs_for_phase, topic_kind
@@ -595,7 +596,9 @@ def _routes(cfg: OrgConfig, year: int, req: DocRequest, occasion: Any, key: str)
         needed = []
         for d, k in zip(h.documents, keys, strict=True):
             if k not in fill_in:
-                fill_in[k] = catalog.expected(cfg, year, dataclasses.replace(d, version=req.version)).fill_in
+                fill_in[k] = catalog.expected(
+                    cfg, year, dataclasses.replace(d, version=req.version), returned=Returned()
+                ).fill_in
             if fill_in[k]:
                 needed.append(k)
         out.append(_Route(h.topic, h.sender, h.receiver, tuple(needed)))
@@ -1111,8 +1114,13 @@ def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = No
         if (doc.kind, doc.unit_id, doc.version, doc.phase) != (ident.kind, ident.unit, ident.version, ident.phase):
             raise _fail(name, "dokument-id", "stämmer inte med det utskickade dokumentet (manipulerat)")
         try:
-            # A document built from data (a level report) is read against what was sent, as stored.
-            exp = catalog.expected_from_spec(doc.spec) if doc.spec else catalog.expected(cfg, ident.year, req)
+            # A document built from data (a level report) is read against what was sent, as stored;
+            # a catalog document against the returns it carried when it was sent.
+            exp = (
+                catalog.expected_from_spec(doc.spec)
+                if doc.spec
+                else catalog.expected(cfg, ident.year, req, url=url, as_of=doc.created_at)
+            )
         except UserError as exc:  # the configuration no longer has the unit or the kind
             raise _fail(name, "dokument-id", str(exc)) from None
         if exp.format != pkg.format or doc.format != pkg.format:

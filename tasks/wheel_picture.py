@@ -31,10 +31,10 @@ __all__ = ["MONTHS_SV", "font_path", "wheel_png", "wheel_shapes", "wheel_svg", "
 
 WIDTH, HEIGHT = 1600, 1000
 SUPERSAMPLE = 2
-CX, CY = 480.0, 540.0
+CX, CY = 520.0, 540.0
 OUTER, INNER = 400.0, 118.0
-LEGEND_X = 960.0
-MAX_LABEL = 50
+LEGEND_X = 1000.0
+LEGEND_SIZE = 22.0
 FONT_FAMILY = "DejaVu Sans, Arial, Helvetica, sans-serif"
 
 # Okabe–Ito colours (distinguishable with the common forms of colour blindness), then a few more.
@@ -122,9 +122,30 @@ def _short(d: date) -> str:
     return short_date(d)
 
 
-def _clip(text: str, limit: int = MAX_LABEL) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+def _text_px(text: str, size: float) -> float:
+    path = font_path()
+    if path is None:
+        return len(text) * size * 0.62
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, round(size * 4)).getlength(text) / 4
+
+
+def _nb(text: str) -> str:
+    """Keep a date on one line."""
+    return text.replace(" ", "\u00a0")
+
+
+def _wrap(text: str, size: float, width: float) -> list[str]:
+    """The text in lines no wider than `width` pixels, broken between words: a legend line is
+    read whole, never cut."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and _text_px(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def wheel_shapes(cfg: OrgConfig, plan_year: int) -> list[Shape]:
@@ -133,9 +154,9 @@ def wheel_shapes(cfg: OrgConfig, plan_year: int) -> list[Shape]:
     phases = list(cfg.wheel.phases)
     n = max(len(phases), 1)
     ring = (OUTER - INNER) / n
-    shapes: list[Shape] = [Box(0, 0, WIDTH, HEIGHT, "#FFFFFF")]
+    shapes: list[Shape] = []
     shapes.append(Label(40, 56, f"Årshjul {plan_year} – {cfg.organisation.name}", 30))
-    shapes.append(Label(40, 86, "Faserna som ringar, inifrån och ut i tidsordning; milstolparna numrerade.", 16, MUTED))
+    shapes.append(Label(40, 86, "Faserna som ringar, inifrån och ut i tidsordning; milstolparna numrerade.", 20, MUTED))
 
     # Month sectors: a grid line at each month's start and the Swedish name outside the wheel.
     for m in range(12):
@@ -143,7 +164,7 @@ def wheel_shapes(cfg: OrgConfig, plan_year: int) -> list[Shape]:
         x2, y2 = _point(OUTER + 8, m * 30.0)
         shapes.append(Line(x1, y1, x2, y2, GRID, 1.5))
         lx, ly = _point(OUTER + 34, m * 30.0 + 15.0)
-        shapes.append(Label(lx, ly + 6, MONTHS_SV[m], 17, MUTED, "middle"))
+        shapes.append(Label(lx, ly + 7, MONTHS_SV[m], 21, MUTED, "middle"))
 
     colours = {p.id: PALETTE[i % len(PALETTE)] for i, p in enumerate(phases)}
     radius = {p.id: INNER + (i + 0.5) * ring for i, p in enumerate(phases)}
@@ -182,28 +203,45 @@ def wheel_shapes(cfg: OrgConfig, plan_year: int) -> list[Shape]:
     shapes.append(Label(CX, CY - 8, "Planår", 20, MUTED, "middle"))
     shapes.append(Label(CX, CY + 30, str(plan_year), 40, TEXT, "middle"))
 
-    # Legend: the phases with their windows, then the milestones.
+    # Legend: the phases with their windows, then the milestones, in full: a long name wraps onto
+    # a second line. At 16 cm wide in a document a 22 px text is about 6.5 pt (the old cut labels: 4 pt).
     y = 140.0
-    shapes.append(Label(LEGEND_X, y, "Faser (inifrån och ut)", 20))
-    y += 12
+    shapes.append(Label(LEGEND_X, y, "Faser (inifrån och ut)", 26))
+    y += 8
+    size = LEGEND_SIZE
+    line = size * 1.25
+    text_x = LEGEND_X + 34
+    width = WIDTH - text_x - 20
     for p in phases:
         start, end = wheel.phase_window(p.id)
-        y += 28
-        shapes.append(Box(LEGEND_X, y - 15, 18, 18, colours[p.id]))
-        shapes.append(Label(LEGEND_X + 28, y, f"{_clip(p.name, 44)}  {_short(start)} – {_short(end)}", 15))
-    y += 46
-    shapes.append(Label(LEGEND_X, y, "Milstolpar", 20))
+        y += line + 6
+        shapes.append(Box(LEGEND_X, y - size * 0.8, size * 0.9, size * 0.9, colours[p.id]))
+        for i, part in enumerate(_wrap(f"{p.name}  {_nb(_short(start))} – {_nb(_short(end))}", size, width)):
+            y += line if i else 0
+            shapes.append(Label(text_x, y, part, size))
+    y += 56
+    shapes.append(Label(LEGEND_X, y, "Milstolpar", 26))
     y += 8
-    room = HEIGHT - 40 - y
-    step = max(14.0, min(26.0, room / max(len(milestones), 1)))
-    size = min(15.0, step * 0.62)
+    dot = size * 0.62
     for number, m in enumerate(milestones, start=1):
-        y += step
-        dot = step * 0.42
+        y += line + 4
         shapes.append(Disc(LEGEND_X + dot, y - size * 0.35, dot, colours.get(m.phase, TEXT)))
         shapes.append(Label(LEGEND_X + dot, y - size * 0.35 + dot * 0.42, str(number), dot * 1.1, "#FFFFFF", "middle"))
-        shapes.append(Label(LEGEND_X + 2 * dot + 10, y, f"{_short(wheel[m.id])}  {_clip(m.name)}", size))
-    return shapes
+        day = f"{_short(wheel[m.id])}  "
+        parts = _wrap(m.name, size, width - _text_px(day, size))
+        for i, part in enumerate([day + parts[0], *parts[1:]]):
+            y += line if i else 0
+            shapes.append(Label(text_x, y, part, size))
+    # The picture is as tall as its legend needs.
+    height = max(HEIGHT, round(y + 40))
+    return [Box(0, 0, WIDTH, height, "#FFFFFF"), *shapes]
+
+
+def picture_size(shapes: list[Shape]) -> tuple[int, int]:
+    """(width, height) of the picture: its first shape is the white page."""
+    page = shapes[0]
+    assert isinstance(page, Box)
+    return round(page.w), round(page.h)
 
 
 # -- SVG ------------------------------------------------------------------------------------------
@@ -251,11 +289,13 @@ def _svg(shape: Shape) -> str:
 def wheel_svg(cfg: OrgConfig, plan_year: int) -> str:
     """The wheel as an SVG document (UTF-8 text)."""
     title = escape(f"Årshjul {plan_year} – {cfg.organisation.name}")
-    body = "\n".join(_svg(s) for s in wheel_shapes(cfg, plan_year))
+    shapes = wheel_shapes(cfg, plan_year)
+    body = "\n".join(_svg(s) for s in shapes)
+    width, height = picture_size(shapes)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="{FONT_FAMILY}" role="img" aria-label="{title}">\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="{FONT_FAMILY}" role="img" aria-label="{title}">\n'
         f"<title>{title}</title>\n{body}\n</svg>\n"
     )
 
@@ -292,7 +332,8 @@ _PNG_CACHE_SIZE = 8
 def _draw_png(shapes: list[Shape], scale: int) -> bytes:
     from PIL import Image, ImageDraw, ImageFont  # late: only pictures need Pillow
 
-    img = Image.new("RGB", (WIDTH * scale, HEIGHT * scale), "#FFFFFF")
+    page_w, page_h = picture_size(shapes)
+    img = Image.new("RGB", (page_w * scale, page_h * scale), "#FFFFFF")
     draw = ImageDraw.Draw(img)
     fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
     path = font_path()
@@ -329,7 +370,7 @@ def _draw_png(shapes: list[Shape], scale: int) -> bytes:
             text = shape.text if path else shape.text.translate(_PLAIN)
             draw.text((s(shape.x), s(shape.y)), text, fill=shape.color, font=font, anchor=_ANCHOR[shape.anchor])
     if scale > 1:
-        img = img.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
+        img = img.resize((page_w, page_h), Image.Resampling.LANCZOS)
     # A palette of 128 colours keeps the antialiasing and makes the file a third of the size:
     # the picture travels in every PF document and in the watch's artifact.
     img = img.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
@@ -340,8 +381,8 @@ def _draw_png(shapes: list[Shape], scale: int) -> bytes:
 
 
 def wheel_png(cfg: OrgConfig, plan_year: int) -> bytes:
-    """The wheel as PNG bytes (1600 × 1000). Cached per configuration object and year: a plan
-    year's documents all carry the same picture."""
+    """The wheel as PNG bytes (1600 px wide, at least 1000 px tall: as tall as its legend). Cached
+    per configuration object and year: a plan year's documents all carry the same picture."""
     key = (id(cfg), plan_year)
     with _png_lock:
         hit = _png_cache.get(key)

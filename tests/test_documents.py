@@ -453,7 +453,7 @@ def test_docx_structure(kind: str, rendered) -> None:
     texts = [p.text for p in doc.paragraphs[:12]]
     assert meta.title in texts and "Planår 2028, planperiod 2028–2031" in texts
     cover = [c.text for row in doc.tables[0].rows for c in row.cells]
-    assert meta.doc_key in cover and "Version" in cover
+    assert meta.doc_key not in cover and "Version" in cover  # the id is metadata, not cover text
     # Header and footer on every page: organisation, cycle, version, page fields.
     section = doc.sections[0]
     assert section.header.paragraphs[0].text.startswith("Region Testland")
@@ -669,7 +669,7 @@ def test_xlsx_structure(kind: str, rendered) -> None:
     assert excel.read_xlsx_meta(path)["doc_key"] == meta.doc_key
     instructions = wb["Instruktioner"]
     assert instructions["A1"].value == meta.title
-    assert any(c.value == meta.doc_key for c in instructions["B"])
+    assert not any(c.value == meta.doc_key for c in instructions["B"])  # metadata only
     names = {s.name for s in wb._named_styles}
     assert {"sk_header", "sk_sek", "sk_text", "sk_percent", "sk_date", "sk_total"} <= names
     for ws in wb.worksheets:
@@ -728,13 +728,14 @@ def test_operational_plan_template(rendered, cfg: OrgConfig) -> None:
     ]
     goals = wb["Fullmäktiges mål"]
     # n2 gets m1 (all committees) and m2 (targeted at n2, may be opted out of); not m3 (n1 only).
-    assert [goals.cell(r, 2).value for r in (2, 3)] == ["m1", "m2"] and goals.max_row == 3
-    assert goals["E2"].value == "–" and goals["E2"].protection.locked  # m1: no opting out
-    assert goals["E3"].value is None and goals["E3"].protection.locked is False
-    dv = _validation_for(goals, "E3")
+    # Goals by their titles: no goal id is shown.
+    assert [goals.cell(r, 2).value for r in (2, 3)] == ["God och jämlik hälsa", "Attraktiv region | att bo i"]
+    assert goals.max_row == 3 and "Mål-id" not in [c.value for c in goals[1]]
+    assert goals["D2"].value == "–" and goals["D2"].protection.locked  # m1: no opting out
+    assert goals["D3"].value is None and goals["D3"].protection.locked is False
+    dv = _validation_for(goals, "D3")
     assert dv is not None and dv.type == "list" and dv.formula1 == '"Ja,Nej"'
-    assert _validation_for(goals, "E2") is None
-    assert goals["C3"].value == "Attraktiv region | att bo i"
+    assert _validation_for(goals, "D2") is None
 
     ik = wb["Intern kontroll"]
     assert ik["B2"].value == "Felaktiga eller obehöriga utbetalningar"
@@ -753,13 +754,13 @@ def test_operational_plan_template(rendered, cfg: OrgConfig) -> None:
 
     own = wb["Egna mål"]
     choices = _validation_for(own, "C2")
-    assert choices.type == "list" and choices.formula1 == '"m1 – God och jämlik hälsa,m2 – Attraktiv region | att bo i"'
+    assert choices.type == "list" and choices.formula1 == '"God och jämlik hälsa,Attraktiv region | att bo i"'
     # A choice with a comma cannot stand in an inline list: the choices go to a hidden sheet.
     n1 = openpyxl.load_workbook(root / next(d for d in docs["verksamhetsplan_mall"] if d.unit_id == "n1").relpath)
     choices = _validation_for(n1["Egna mål"], "C2")
     assert choices.formula1 == "'_listor'!$A$1:$A$2" and n1["_listor"].sheet_state == "hidden"
     assert _validation_for(n1["Åtaganden"], "B2").formula1 == choices.formula1  # one list, used twice
-    assert n1["_listor"]["A2"].value == "m3 – Hållbar kompetensförsörjning, arbetsmiljö och ledarskap"
+    assert n1["_listor"]["A2"].value == "Hållbar kompetensförsörjning, arbetsmiljö och ledarskap"
     assert wb["Åtaganden"]["D2"].number_format == "yyyy-mm-dd"
     assert _validation_for(wb["Åtaganden"], "D2").type == "date"
 
@@ -773,11 +774,19 @@ def test_activity_plan_rows_per_unit_and_sums(rendered, cfg: OrgConfig) -> None:
     assert units == ["Enhet 1.1.1"] * 3 + ["Enhet 1.1.2"] * 3
     assert act.cell(act.max_row, 1).value == "Summa" and act.cell(act.max_row, 7).value == "=SUM(G2:G7)"
     budget = wb["Detaljbudget"]
-    assert [budget.cell(r, 2).value for r in (2, 3)] == ["n1f1e1", "n1f1e2"]
-    assert budget["G2"].value == "=SUM(C2:F2)"
+    # Units by name, no unit code; the follow-up's budget lines, in its order.
+    assert [budget.cell(r, 1).value for r in (2, 3)] == ["Enhet 1.1.1", "Enhet 1.1.2"]
+    assert [c.value for c in budget[1]][1:6] == [
+        "Intäkter (anges negativt)",
+        "Personalkostnader",
+        "Lokalkostnader",
+        "Köpt verksamhet",
+        "Övriga kostnader",
+    ]
+    assert budget["G2"].value == "=SUM(B2:F2)"
     assert budget["A4"].value == "Summa" and budget["C4"].value == "=SUM(C2:C3)" and budget["G4"].value == "=SUM(G2:G3)"
     assert budget["C2"].number_format == '#,##0 "tkr"'
-    assert _validation_for(budget, "F3").formula2 == "0"  # income is entered as a negative amount
+    assert _validation_for(budget, "B3").formula2 == "0"  # income is entered as a negative amount
     text_ = "\n".join(str(c.value) for c in wb["Instruktioner"]["B"] if c.value)
     assert "1\u00a0250\u00a0000\u00a0tkr" in text_  # the committee's frame
 
@@ -801,7 +810,8 @@ def test_follow_up_workbook(rendered, cfg: OrgConfig) -> None:
     deviation = [r for cf in eco.conditional_formatting for r in cf.rules]
     assert deviation and "ABS(F2)>0.05" in deviation[0].formula[0]
     goals = wb["Mål"]
-    light = _validation_for(goals, "C2")
+    assert [c.value for c in goals[1]][0] == "Mål"  # titles, no goal ids
+    light = _validation_for(goals, "B2")
     assert light.type == "list" and light.formula1 == '"Grön,Gul,Röd"'
     assert len([r for cf in goals.conditional_formatting for r in cf.rules]) == 3
     ind = wb["Indikatorer"]
@@ -903,7 +913,7 @@ def test_config_values_are_cleaned_in_documents(tmp_path: Path) -> None:
     cfg = cfg.model_copy(update={"goals": tuple(goals)})
     doc = render(cfg, PLAN_YEAR, DocRequest("verksamhetsplan_mall", "operational_plans", "n1"), tmp_path)
     ws = openpyxl.load_workbook(tmp_path / doc.relpath)["Fullmäktiges mål"]
-    assert ws["C2"].value == '=HYPERLINK("x") med ny rad' and ws["C2"].data_type == "s"
+    assert ws["B2"].value == '=HYPERLINK("x") med ny rad' and ws["B2"].data_type == "s"
     doc = render(cfg, PLAN_YEAR, DocRequest("planeringsforutsattningar", "planning_prerequisites", "n1"), tmp_path)
     d = Document(tmp_path / doc.relpath)
     # A goal area that looks like markup is a heading text, not a directive or a new heading level.

@@ -255,7 +255,7 @@ def test_operational_plan_needs_both_documents_before_the_receipt_is_acknowledge
     goals, indicators, controls = wb["Fullmäktiges mål"], wb["Indikatorer"], wb["Intern kontroll"]
     goal_edits: dict[tuple[int, str], Any] = {}
     for r in range(2, goals.max_row + 1):
-        if not goals.cell(r, 5).protection.locked:  # the goal may be opted out of
+        if not goals.cell(r, 4).protection.locked:  # the goal may be opted out of
             goal_edits[(r, "Avstår (Ja/Nej)")] = "Nej"
         goal_edits[(r, "Nämndens bidrag och åtaganden")] = (
             f"Bidrag till {goals.cell(r, 2).value}: åtgärder i hela länet."
@@ -377,7 +377,7 @@ def test_activity_plan_round_trip_acknowledges_every_unit(cfg, db_url, tmp_path)
     assert _by_row(stored["Detaljbudget"]) == _expected_rows(money)
     assert stored["Aktiviteter"][0]["values"]["Aktivitet"] == FORMULA
     assert stored["Aktiviteter"][2]["values"]["Aktivitet"] == "Styrning"
-    assert stored["Detaljbudget"][0]["context"] == {"Enhet": wb["Detaljbudget"]["A2"].value, "Id": "EKO"}
+    assert stored["Detaljbudget"][0]["context"] == {"Enhet": wb["Detaljbudget"]["A2"].value}
     assert len(chosen) == 5 and len(result.acknowledged) == 5
     assert all(r.state == ReceiptState.ACKNOWLEDGED for r in _receipts(db_url, "activity_plans"))
 
@@ -736,7 +736,7 @@ def test_refusals_are_one_line_and_store_nothing(cfg, db_url, tmp_path, zip_bomb
         (
             "out of bounds",
             lambda: xlsx("intakt.xlsx", bud={(2, "Intäkter (anges negativt)"): 500}),
-            ["cell F2", "utanför"],
+            ["cell B2", "utanför"],
         ),
         (
             "not in the list",

@@ -4,15 +4,18 @@ workbook. Each builder takes the year's shared data, the recipient unit and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from config.schema import Unit
+from models.errors import UserError
 from tasks.documents import text, word
 from tasks.documents.content import (
     ACTIVITY_ROWS_PER_UNIT,
+    BASIS_SECTIONS,
     COMMITTEE_DIALOGUE_FIELDS,
     COMMON_CONTROL_SCORES,
     COMMON_CONTROLS,
@@ -35,7 +38,9 @@ from tasks.documents.model import (
     TableData,
     follow_up_figure_columns,
 )
+from tasks.documents.returned import BUDGET_COLUMNS, Investment, Returned
 from tasks.documents.yeardata import HORIZON_YEARS, INVESTMENT_YEARS, YearData, one_line
+from tasks.followup_calendar import find_occasion
 from tasks.handoffs import DECISION_CHAIN, planned_decision_day
 from tasks.wheel_picture import wheel_png
 
@@ -48,6 +53,13 @@ ARSHJUL_CAPTION = (
 def context(cyc: YearData, unit: Unit, req: DocRequest, meta: DocMeta) -> dict[str, Any]:
     phase = next((p for p in cyc.phases if p["id"] == req.phase_id), None)
     committee_id = cyc.committee_of.get(unit.id)
+    # The day the return is due: the follow-up occasion's deadline, else the phase's receipt
+    # deadline in the annual wheel (the handoff's deadline, tasks.handoffs).
+    due = phase["deadline"] if phase else None
+    if req.get("occasion_key"):
+        # An occasion no longer configured keeps the phase's deadline.
+        with contextlib.suppress(UserError):
+            due = find_occasion(cyc.cfg, cyc.plan_year, req.get("occasion_key") or "").deadline
     frames = cyc.frames.get(committee_id or "", None)
     return {
         "org": cyc.org,
@@ -59,6 +71,7 @@ def context(cyc: YearData, unit: Unit, req: DocRequest, meta: DocMeta) -> dict[s
         "years": cyc.years,
         "invest_years": cyc.invest_years,
         "phase": phase or {"id": req.phase_id, "name": meta.phase_name, "purpose": "", "deadline": None},
+        "due": due,
         "phases": cyc.phases,
         "phase_by_id": {p["id"]: p for p in cyc.phases},
         "timetable": cyc.timetable,
@@ -161,6 +174,81 @@ def _decisions(cyc: YearData, req: DocRequest) -> TableData:
     )
 
 
+NO_INVESTMENTS = "Inga investeringsförslag har lämnats in ännu."
+
+
+def _investments(cyc: YearData, ret: Returned, committee: str | None = None) -> list[Investment]:
+    """The investment plan from the board's investment prioritisation and the committees' additions;
+    one committee's when `committee` (a unit id) is given."""
+    board = cyc.cfg.organisation.roles.executive_board
+    found = ret.investments(board, cyc.invest_years)
+    if committee is not None:
+        found = [i for i in found if i.committee == cyc.names[committee]]
+    return found
+
+
+def _investment_table(cyc: YearData, investments: list[Investment], *, with_committee: bool = True) -> TableData:
+    years = list(cyc.invest_years)
+    rows = []
+    for i in investments:
+        amounts = [i.per_year.get(y) for y in years]
+        rows.append(
+            (*((i.committee,) if with_committee else ()), i.name, *amounts, sum(a or 0 for a in amounts) or i.total)
+        )
+    sums = [sum((i.per_year.get(y) or 0) for i in investments) for y in years]
+    rows.append((*(("Summa",) if with_committee else ()), "" if with_committee else "Summa", *sums, sum(sums)))
+    lead = (3.4, 3.6) if with_committee else (5.6,)
+    rest = (16.0 - sum(lead)) / (len(years) + 1)
+    first_num = len(lead)
+    return TableData(
+        headers=(*(("Nämnd/styrelse",) if with_committee else ()), "Investeringsobjekt", *map(str, years), "Summa"),
+        rows=tuple(rows),
+        widths=(*lead, *([round(rest, 2)] * (len(years) + 1))),
+        numeric=tuple(range(first_num, first_num + len(years) + 1)),
+    )
+
+
+def _feedback_summary(cyc: YearData, ret: Returned) -> list[dict[str, Any]]:
+    """Per committee: its name and its feedback under the six headings and the risk analysis, or
+    nothing yet (the template says so)."""
+    out = []
+    for c in cyc.committees():
+        got = ret.feedback(c.id)
+        items = [{"label": label, "text": one_line(got[n])} for n, label, _ in FEEDBACK_FIELDS if got.get(n)]
+        out.append({"name": cyc.names[c.id], "items": items})
+    return out
+
+
+def _chain_units(cyc: YearData) -> list[str]:
+    roles = cyc.cfg.organisation.roles
+    return [getattr(roles, stage.receiver_role) for stage in DECISION_CHAIN]
+
+
+def _proposal_text(cyc: YearData, ret: Returned, before: str | None = None) -> dict[str, str]:
+    """The proposal's text as the decision chain returned it; `before`: only the bodies before
+    this one (the draft a body receives carries what the bodies before it wrote)."""
+    chain = _chain_units(cyc)
+    if before is not None:
+        chain = chain[: chain.index(before)] if before in chain else []
+    got = {k: one_line(v) for k, v in ret.proposal(chain).items()}
+    return {k: "" for k in ("sammanfattning", "ramjusteringar", "investeringar", "uppdrag")} | got
+
+
+def _goals_with_indicators(goals: list[dict[str, Any]]) -> TableData:
+    rows = []
+    for g in goals:
+        indicators = g["indicators"] or [None]
+        for n, i in enumerate(indicators):
+            rows.append(
+                (
+                    g["title"] if n == 0 else "",
+                    "Ingen indikator" if i is None else i["name"],
+                    "" if i is None else i["target_text"],
+                )
+            )
+    return TableData(headers=("Mål", "Indikator", "Målvärde"), rows=tuple(rows), widths=(6.0, 7.0, 3.0))
+
+
 def _previous_conclusions(req: DocRequest) -> dict[str, Any] | None:
     """Last year's follow-up conclusions, carried in the request by the preparation phase
     (tasks/level_reports.with_conclusions): {"source", "annual", "items": [{"topic", "text"}]}."""
@@ -172,13 +260,17 @@ def _previous_conclusions(req: DocRequest) -> dict[str, Any] | None:
     return {"source": one_line(data.get("source", "")), "annual": bool(data.get("annual")), "items": items}
 
 
-def _docx_planeringsunderlag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_planeringsunderlag(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> DocxResult:
     tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "faser", "intern_kontroll")}
     extra = {"previous_year": cyc.plan_year - 1, "conclusions": _previous_conclusions(req)}
     return text.render("planeringsunderlag.txt.j2", ctx | extra), tables
 
 
-def _docx_planeringsforutsattningar(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_planeringsforutsattningar(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> DocxResult:
     committee_id = cyc.committee_of.get(unit.id)
     tables = dict(cyc.tables)
     tables["mal"] = _goals_table(cyc.goals)
@@ -188,15 +280,27 @@ def _docx_planeringsforutsattningar(cyc: YearData, unit: Unit, req: DocRequest, 
     # Appendix 1 shows the annual wheel as a picture (tasks/wheel_picture.py), above the timetable.
     tables["arshjul"] = Picture(wheel_png(cyc.cfg, cyc.plan_year), word.TEXT_WIDTH_CM, ARSHJUL_CAPTION)  # type: ignore[assignment]
     feedback = next((p for p in cyc.phases if p["id"] == "committee_feedback"), None)
+    investments = _investments(cyc, ret)
+    if investments:
+        tables["investeringar"] = _investment_table(cyc, investments)
+    # The planning material as the finance department returned it: sections 3, 4 and 5.
+    basis = {
+        k: one_line(v) for k, v in ret.fields("planeringsunderlag", cyc.cfg.organisation.roles.executive_board).items()
+    }
     extra = {
+        "basis": [{"label": label, "text": basis[n]} for n, label in BASIS_SECTIONS if basis.get(n)],
+        "comparison": basis.get("jamforelser", ""),
+        "economic_room": basis.get("ekonomiskt_utrymme", ""),
         "feedback_fields": _fields(FEEDBACK_FIELDS),
         "feedback_deadline": feedback["deadline"] if feedback else None,
         "has_own_frame": own is not None,
+        "has_investments": bool(investments),
+        "no_investments": NO_INVESTMENTS,
     }
     return text.render("planeringsforutsattningar.txt.j2", ctx | extra), tables
 
 
-def _docx_aterkoppling(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_aterkoppling(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned) -> DocxResult:
     committee_id = cyc.committee_of.get(unit.id)
     tables: dict[str, TableData] = {"mal": _goals_table(cyc.goals_for(committee_id))}
     own = _committee_frame_table(cyc, committee_id)
@@ -206,30 +310,67 @@ def _docx_aterkoppling(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str
     return text.render("aterkoppling.txt.j2", ctx | extra), tables
 
 
-def _docx_regionplan_forslag(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_regionplan_forslag(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> DocxResult:
     tables = {k: cyc.tables[k] for k in ("ramar", "indikatorer", "uppfoljningsplan")}
     tables["mal"] = _goals_table(cyc.goals)
     # The draft carries the decisions taken so far: the assembly reads the board's proposal in it.
     tables["beslutsgang"] = _decisions(cyc, req)
     units = cyc.committees()
     fields = _field_names("namnd", [c.id for c in units])
-    committees = [{"id": c.id, "name": cyc.names[c.id], "field": f} for c, f in zip(units, fields, strict=True)]
-    return text.render("regionplan_forslag.txt.j2", ctx | {"committee_list": committees}), tables
+    earlier = _proposal_text(cyc, ret, before=unit.id)
+    feedback = _feedback_summary(cyc, ret)
+    committees = [
+        {"name": cyc.names[c.id], "field": f, "earlier": earlier.get(f, ""), "feedback": fb}
+        for c, f, fb in zip(units, fields, feedback, strict=True)
+    ]
+    investments = _investments(cyc, ret)
+    if investments:
+        tables["investeringar"] = _investment_table(cyc, investments)
+    # The body's stage is due on the day the wheel plans its decision (the stage's handoff deadline).
+    due = planned_decision_day(cyc.cfg, cyc.plan_year, unit.id) or ctx["due"]
+    extra = {
+        "due": due,
+        "committee_list": committees,
+        "earlier": earlier,
+        "has_investments": bool(investments),
+        "no_investments": NO_INVESTMENTS,
+    }
+    return text.render("regionplan_forslag.txt.j2", ctx | extra), tables
 
 
-def _docx_regionplan_beslutad(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_regionplan_beslutad(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> DocxResult:
     committee_id = cyc.committee_of.get(unit.id)
     tables = {"beslut": _decisions(cyc, req), "ramar": cyc.tables["ramar"]}
-    tables["mal"] = _goals_table(cyc.goals_for(committee_id))
+    goals = cyc.goals_for(committee_id)
+    tables["mal"] = _goals_table(goals)
+    tables["indikatorer_namnd"] = _goals_with_indicators(goals)
     own = _committee_frame_table(cyc, committee_id)
     if own is not None:
         tables["namndens_ram"] = own
+    investments = _investments(cyc, ret, committee_id) if committee_id else _investments(cyc, ret)
+    if investments:
+        tables["investeringar"] = _investment_table(cyc, investments, with_committee=committee_id is None)
+    all_investments = _investments(cyc, ret)
+    if all_investments:
+        tables["investeringar_alla"] = _investment_table(cyc, all_investments)
+    decided = _proposal_text(cyc, ret)
     vp = next((p for p in cyc.phases if p["id"] == "operational_plans"), None)
-    extra = {"has_own_frame": own is not None, "vp_deadline": vp["deadline"] if vp else None}
+    extra = {
+        "has_own_frame": own is not None,
+        "vp_deadline": vp["deadline"] if vp else None,
+        "decided": decided,
+        "has_investments": bool(investments),
+        "has_all_investments": bool(all_investments),
+        "no_investments": NO_INVESTMENTS,
+    }
     return text.render("regionplan_beslutad.txt.j2", ctx | extra), tables
 
 
-def _docx_verksamhetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_verksamhetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned) -> DocxResult:
     committee_id = cyc.committee_of.get(unit.id)
     tables = {"uppfoljningsplan": cyc.tables["uppfoljningsplan"]}
     own = _committee_frame_table(cyc, committee_id)
@@ -243,7 +384,9 @@ def _docx_verksamhetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[
     return text.render("verksamhetsplan.txt.j2", ctx | extra), tables
 
 
-def _docx_uppfoljning_berattelse(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> DocxResult:
+def _docx_uppfoljning_berattelse(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> DocxResult:
     fields = _fields(DIALOGUE_FIELDS)
     if unit.id in cyc.committee_ids:
         fields += _fields(COMMITTEE_DIALOGUE_FIELDS)
@@ -254,7 +397,7 @@ def _docx_uppfoljning_berattelse(cyc: YearData, unit: Unit, req: DocRequest, ctx
     }
 
 
-DOCX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any]], DocxResult]] = {
+DOCX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any], Returned], DocxResult]] = {
     "planeringsunderlag": _docx_planeringsunderlag,
     "planeringsforutsattningar": _docx_planeringsforutsattningar,
     "aterkoppling": _docx_aterkoppling,
@@ -301,10 +444,12 @@ def _risk_sheet(name: str, rows: tuple[tuple[Any, ...], ...], editable: bool, bl
 
 
 def _goal_choices(goals: list[dict[str, Any]]) -> tuple[str, ...]:
-    return tuple(f"{g['id']} – {g['title']}"[:250] for g in goals)
+    return tuple(g["title"][:250] for g in goals)
 
 
-def _xlsx_investeringsprioritering(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+def _xlsx_investeringsprioritering(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> XlsxResult:
     criteria = SheetSpec(
         name="Kriterier",
         columns=(
@@ -378,7 +523,7 @@ def _timetable_sheet(cyc: YearData) -> SheetSpec:
     )
 
 
-def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned) -> XlsxResult:
     committees = cyc.committees()
     frame_rows = tuple((cyc.names[u.id], *cyc.frames[u.id], None) for u in committees if u.id in cyc.frames)
     frames = SheetSpec(
@@ -399,6 +544,13 @@ def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, 
     )
     year_keys = [f"i{i}" for i in range(INVESTMENT_YEARS)]
     names = tuple(cyc.names[u.id] for u in committees)
+    investments = _investments(cyc, ret)
+    # The prioritised investments first, with their amounts per year; then a row per committee
+    # without one, for its new needs.
+    with_rows = {i.committee for i in investments}
+    plan_rows = tuple(
+        (i.committee, i.name, *(i.per_year.get(y) for y in cyc.invest_years), None) for i in investments
+    ) + tuple((n, None, *([None] * INVESTMENT_YEARS), None) for n in names if n not in with_rows)
     invest = SheetSpec(
         name="Investeringsplan",
         columns=(
@@ -407,7 +559,7 @@ def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, 
             *(_col(str(y), "sek", 13, key=year_keys[i], editable=True) for i, y in enumerate(cyc.invest_years)),
             _col("Summa", "formula", 14, formula=f"=SUM({{{year_keys[0]}}}:{{{year_keys[-1]}}})", result="sek"),
         ),
-        rows=tuple((n, None, *([None] * INVESTMENT_YEARS), None) for n in names),
+        rows=plan_rows,
         blank_rows=15,
         totals=True,
     )
@@ -431,21 +583,22 @@ def _xlsx_pf_bilagor(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, 
         blank=0,
     )
     sheets: list[SheetSpec | RiskMatrixSpec] = [frames, invest, _timetable_sheet(cyc), follow, controls]
-    return sheets, text.render("pf_bilagor.txt.j2", ctx)
+    extra = {"investment_count": len(investments), "no_investments": NO_INVESTMENTS}
+    return sheets, text.render("pf_bilagor.txt.j2", ctx | extra)
 
 
-def _xlsx_verksamhetsplan_mall(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+def _xlsx_verksamhetsplan_mall(
+    cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned
+) -> XlsxResult:
     committee_id = cyc.committee_of.get(unit.id)
     goals = cyc.goals_for(committee_id)
     goal_rows = tuple(
-        (g["area"], g["id"], g["title"], g["targeted_text"], None if g["opt_out_allowed"] else Fixed("–"), None)
-        for g in goals
+        (g["area"], g["title"], g["targeted_text"], None if g["opt_out_allowed"] else Fixed("–"), None) for g in goals
     )
     assembly_goals = SheetSpec(
         name="Fullmäktiges mål",
         columns=(
             _col("Målområde", width=22),
-            _col("Mål-id", width=12),
             _col("Mål", width=48),
             _col("Riktat till", width=24),
             _col("Avstår (Ja/Nej)", "choice", 12, choices=YES_NO, editable=True),
@@ -454,14 +607,14 @@ def _xlsx_verksamhetsplan_mall(cyc: YearData, unit: Unit, req: DocRequest, ctx: 
         rows=goal_rows,
     )
     indicator_rows = tuple(
-        (g["id"], i["name"], i["kolada_id"] or "–", i["target"], i["unit"], None, None)
+        (g["title"], i["name"], i["kolada_id"] or "–", i["target"], i["unit"], None, None)
         for g in goals
         for i in g["indicators"]
     )
     indicators = SheetSpec(
         name="Indikatorer",
         columns=(
-            _col("Mål-id", width=12),
+            _col("Mål", width=36),
             _col("Indikator", width=44),
             _col("Kolada-id", width=11),
             _col("Fullmäktiges målvärde", "number", 14),
@@ -499,23 +652,37 @@ def _xlsx_verksamhetsplan_mall(cyc: YearData, unit: Unit, req: DocRequest, ctx: 
         blank_rows=12,
         totals=True,
     )
-    controls = _risk_sheet(
-        "Intern kontroll",
-        tuple(
-            (area, risk, None, None, None, control, freq, None, None) for area, risk, control, freq in COMMON_CONTROLS
-        ),
-        editable=True,
-        blank=12,
+    # The committee's own risks (its configuration) with their assessment, then the common areas.
+    own_controls = tuple(
+        (c.area, c.risk, c.probability, c.consequence, None, c.control, c.frequency, c.owner or None, None)
+        for c in (cyc.cfg.unit(committee_id).internal_control if committee_id else ())
     )
+    common = tuple(
+        (area, risk, None, None, None, control, freq, None, None)
+        for area, risk, control, freq in COMMON_CONTROLS
+        if area not in {r[0] for r in own_controls}
+    )
+    controls = _risk_sheet("Intern kontroll", own_controls + common, editable=True, blank=12)
     matrix = RiskMatrixSpec("Riskmatris", "Intern kontroll", "p", "c")
     sheets: list[SheetSpec | RiskMatrixSpec] = [assembly_goals, indicators, own, commitments, controls, matrix]
     return sheets, text.render("verksamhetsplan_mall.txt.j2", ctx)
 
 
-def _xlsx_aktivitetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+def _xlsx_aktivitetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned) -> XlsxResult:
     below = cyc.descendants(unit.id) or [unit]
     committee_id = cyc.committee_of.get(unit.id)
-    goal_choices = _goal_choices(cyc.goals_for(committee_id))
+    plan = ret.operational_plan(committee_id) if committee_id else None
+    mine = [c for c in plan.commitments if c.administration in ("", cyc.names[unit.id])] if plan else []
+    # Activities link to the assembly's goals, the committee's own goals and its commitments.
+    goal_choices = tuple(
+        dict.fromkeys(
+            (
+                *_goal_choices(cyc.goals_for(committee_id)),
+                *(f"Eget mål: {g.title}"[:250] for g in (plan.own_goals if plan else ())),
+                *(f"Åtagande: {c.text}"[:250] for c in mine),
+            )
+        )
+    )
     activity_rows = tuple(
         (cyc.names[u.id], None, None, None, None, None, None) for u in below for _ in range(ACTIVITY_ROWS_PER_UNIT)
     )
@@ -533,31 +700,58 @@ def _xlsx_aktivitetsplan(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[s
         rows=activity_rows,
         totals=True,
     )
+    # The same budget lines as the follow-up (content.FOLLOW_UP_ROWS): the follow-up's budget is
+    # this budget. Rows are in the order of `below`; no unit code is shown.
+    lines = [BUDGET_COLUMNS[post] for post in FOLLOW_UP_ROWS]
+    keys = [f"b{i}" for i in range(len(lines))]
     budget = SheetSpec(
         name="Detaljbudget",
         columns=(
             _col("Enhet", width=30),
-            _col("Id", width=12),
-            _col("Personalkostnader", "sek", 16, editable=True, key="pers"),
-            _col("Lokalkostnader", "sek", 16, editable=True, key="lok"),
-            _col("Övriga kostnader", "sek", 16, editable=True, key="ovr"),
-            _col("Intäkter (anges negativt)", "sek", 16, editable=True, key="int", bounds=(-1e12, 0)),
-            _col("Nettobudget", "formula", 16, formula="=SUM({pers}:{int})", result="sek"),
+            *(
+                _col(
+                    header,
+                    "sek",
+                    max(16, len(header) + 2),
+                    editable=True,
+                    key=keys[i],
+                    **({"bounds": (-1e12, 0)} if header.startswith("Intäkter") else {}),
+                )
+                for i, header in enumerate(lines)
+            ),
+            _col("Nettobudget", "formula", 16, formula=f"=SUM({{{keys[0]}}}:{{{keys[-1]}}})", result="sek"),
         ),
-        rows=tuple((cyc.names[u.id], u.id, None, None, None, None, None) for u in below),
+        rows=tuple((cyc.names[u.id], *([None] * len(lines)), None) for u in below),
         totals=True,
     )
     frame = cyc.frames.get(committee_id or "")
+    sheets: list[SheetSpec | RiskMatrixSpec] = [activities, budget]
+    if mine:
+        sheets.append(
+            SheetSpec(
+                name="Nämndens åtaganden",
+                columns=(
+                    _col("Åtagande", width=44),
+                    _col("Koppling till mål", width=36),
+                    _col("Klart senast", width=12),
+                    _col("Resurser (tkr)", "sek", 14),
+                ),
+                rows=tuple((c.text, c.goal, c.due, c.resources) for c in mine),
+            )
+        )
     extra = {
+        "has_plan": plan is not None,
+        "commitment_count": len(mine),
         "committee_frame": frame[0] if frame else None,
         "unit_count": len(below),
         "rows_per_unit": ACTIVITY_ROWS_PER_UNIT,
     }
-    return [activities, budget], text.render("aktivitetsplan.txt.j2", ctx | extra)
+    return sheets, text.render("aktivitetsplan.txt.j2", ctx | extra)
 
 
-def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any]) -> XlsxResult:
+def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str, Any], ret: Returned) -> XlsxResult:
     threshold = cyc.cfg.follow_up.deviation_threshold_percent / 100
+    budget = _budget_for(cyc, ret, unit.id)
     economy = SheetSpec(
         name="Ekonomi",
         columns=(
@@ -565,7 +759,9 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
             _col("Analys", width=44, editable=True),
             _col("Föreslagen åtgärd", width=40, editable=True),
         ),
-        rows=tuple((post, None, None, None, None, None, None, None) for post in FOLLOW_UP_ROWS),
+        rows=tuple(
+            (post, budget.get(post) if budget else None, None, None, None, None, None, None) for post in FOLLOW_UP_ROWS
+        ),
         blank_rows=3,
         totals=True,
     )
@@ -573,25 +769,24 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
     goal_sheet = SheetSpec(
         name="Mål",
         columns=(
-            _col("Mål-id", width=12),
             _col("Mål", width=48),
             _col("Bedömning", "choice", 12, choices=TRAFFIC_LIGHTS, editable=True, highlight="traffic_light"),
             _col("Kommentar och analys", width=50, editable=True),
             _col("Åtgärd", width=36, editable=True),
         ),
-        rows=tuple((g["id"], g["title"], None, None, None) for g in goals),
+        rows=tuple((g["title"], None, None, None) for g in goals),
     )
     indicators = SheetSpec(
         name="Indikatorer",
         columns=(
-            _col("Mål-id", width=12),
+            _col("Mål", width=36),
             _col("Indikator", width=44),
             _col("Målvärde", "number", 11),
             _col("Enhet", width=10),
             _col("Utfall", "number", 11, editable=True),
             _col("Kommentar", width=44, editable=True),
         ),
-        rows=tuple((g["id"], i["name"], i["target"], i["unit"], None, None) for g in goals for i in g["indicators"]),
+        rows=tuple((g["title"], i["name"], i["target"], i["unit"], None, None) for g in goals for i in g["indicators"]),
     )
     investments = SheetSpec(
         name="Investeringar",
@@ -606,11 +801,37 @@ def _xlsx_uppfoljning(cyc: YearData, unit: Unit, req: DocRequest, ctx: dict[str,
         blank_rows=6,
         totals=True,
     )
-    extra = {"threshold_percent": cyc.cfg.follow_up.deviation_threshold_percent}
+    extra = {"threshold_percent": cyc.cfg.follow_up.deviation_threshold_percent, "budget_given": bool(budget)}
     return [economy, goal_sheet, indicators, investments], text.render("uppfoljning.txt.j2", ctx | extra)
 
 
-XLSX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any]], XlsxResult]] = {
+def detailed_budgets(cyc: YearData, ret: Returned) -> dict[str, dict[str, float]]:
+    """unit id -> budget line -> tkr: every unit's detailed budget, from its administration's
+    activity plan (the unit's row; an administration without units has one row, its own)."""
+    key = f"detailed_budgets:{cyc.cfg.organisation.id}:{cyc.plan_year}"
+    if key not in ret.cache:
+        out: dict[str, dict[str, float]] = {}
+        for a in cyc.administrations():
+            below = [u.id for u in (cyc.descendants(a.id) or [a])]
+            out |= ret.detailed_budget(a.id, below)
+        ret.cache[key] = out
+    return ret.cache[key]
+
+
+def _budget_for(cyc: YearData, ret: Returned, unit_id: str) -> dict[str, float]:
+    """A unit's budget per line: its own detailed budget, or the sum of the units' below it;
+    empty when no activity plan below it has come back."""
+    budgets = detailed_budgets(cyc, ret)
+    if unit_id in budgets:
+        return budgets[unit_id]
+    ids = [u.id for u in cyc.descendants(unit_id)]
+    found = [budgets[i] for i in ids if i in budgets]
+    if not found:
+        return {}
+    return {post: sum(b.get(post, 0.0) for b in found) for post in FOLLOW_UP_ROWS}
+
+
+XLSX_BUILDERS: dict[str, Callable[[YearData, Unit, DocRequest, dict[str, Any], Returned], XlsxResult]] = {
     "investeringsprioritering": _xlsx_investeringsprioritering,
     "pf_bilagor": _xlsx_pf_bilagor,
     "verksamhetsplan_mall": _xlsx_verksamhetsplan_mall,

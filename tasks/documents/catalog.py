@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tasks.documents.model import (
     content_hash,
     from_canonical,
 )
+from tasks.documents.returned import SOURCES, Returned, load_returned
 from tasks.documents.sanitize import safe_filename, safe_path
 from tasks.documents.yeardata import YearData, year_data
 from tasks.followup_calendar import find_occasion
@@ -301,17 +302,31 @@ class _Content:
     instructions: str = ""
 
 
-def _content(cyc: YearData, spec: KindSpec, unit: Unit, req: DocRequest, meta: DocMeta) -> _Content:
+def returned_for(
+    cfg: OrgConfig,
+    plan_year: int,
+    kinds: list[str] | tuple[str, ...],
+    url: str | None = None,
+    *,
+    as_of: datetime | None = None,
+) -> Returned:
+    """The stored returns documents of these kinds read (tasks/documents/returned.py): load once
+    per batch and pass to `render` / `expected`; `as_of`: as they stood then."""
+    return load_returned(cfg, plan_year, {s for k in kinds for s in SOURCES.get(k, ())}, url, as_of=as_of)
+
+
+def _content(cyc: YearData, spec: KindSpec, unit: Unit, req: DocRequest, meta: DocMeta, ret: Returned) -> _Content:
     """The document's content and its hash; shared by `render` and `expected`, so that a return
-    is read against exactly what was (or would be) written."""
+    is read against exactly what was (or would be) written. What earlier returns hold is part of
+    the content (and so of the hash)."""
     ctx = context(cyc, unit, req, meta)
     if spec.format == "docx":
-        markup, tables = DOCX_BUILDERS[req.kind](cyc, unit, req, ctx)
+        markup, tables = DOCX_BUILDERS[req.kind](cyc, unit, req, ctx, ret)
         digest = content_hash(
             {"renderer": RENDERER_VERSION, "meta": meta.hashable(), "markup": markup, "tables": tables}
         )
         return _Content(digest, markup=markup, tables=tables)
-    sheets, instructions = XLSX_BUILDERS[req.kind](cyc, unit, req, ctx)
+    sheets, instructions = XLSX_BUILDERS[req.kind](cyc, unit, req, ctx, ret)
     digest = content_hash(
         {
             "renderer": RENDERER_VERSION,
@@ -324,20 +339,30 @@ def _content(cyc: YearData, spec: KindSpec, unit: Unit, req: DocRequest, meta: D
 
 
 def render(
-    cfg: OrgConfig, plan_year: int, req: DocRequest, out_root: Path, *, created: date | None = None
+    cfg: OrgConfig,
+    plan_year: int,
+    req: DocRequest,
+    out_root: Path,
+    *,
+    created: date | None = None,
+    returned: Returned | None = None,
+    url: str | None = None,
 ) -> RenderedDoc:
     """Render one document to out_root/<plan_year>/<phase>/<file> and describe it.
 
     The file is written to a temporary name in the same folder and renamed into place.
-    `created` (the date on the cover) defaults to today in Stockholm; it is not part of the
-    content hash, so re-rendering unchanged content on another day keeps the hash.
+    `created` (the date on the cover) defaults to the decision day of a decided document, else
+    today in Stockholm; it is not part of the content hash, so re-rendering unchanged content on
+    another day keeps the hash. `returned`: the stored returns the kind reads (`returned_for`),
+    read from the database at `url` when not given.
     """
     spec, unit = _check(cfg, req)
     cyc = year_data(cfg, plan_year)
-    meta = _meta(cyc, spec, unit, req, created or today_stockholm())
+    meta = _meta(cyc, spec, unit, req, created or decided_on(req) or today_stockholm())
     root = Path(out_root)
     path = safe_path(root, str(plan_year), req.phase_id, file_name(req, spec.format))
-    content = _content(cyc, spec, unit, req, meta)
+    ret = returned if returned is not None else returned_for(cfg, plan_year, [req.kind], url)
+    content = _content(cyc, spec, unit, req, meta, ret)
     if content.markup is not None:
         word.write_docx(path, meta, content.markup, content.tables)
     else:
@@ -355,7 +380,21 @@ def render(
     )
 
 
-def expected_fields(cfg: OrgConfig, plan_year: int, req: DocRequest) -> dict[str, str]:
+def decided_on(req: DocRequest) -> date | None:
+    """The day a decided document was decided: the assembly's decision in its decision record
+    (tasks.handoffs.decision_extra, `assembly_date`), for the decided plan."""
+    if req.kind != "regionplan_beslutad":
+        return None
+    given = req.get("assembly_date")
+    try:
+        return date.fromisoformat(given) if given else None
+    except ValueError:
+        return None
+
+
+def expected_fields(
+    cfg: OrgConfig, plan_year: int, req: DocRequest, *, returned: Returned | None = None, url: str | None = None
+) -> dict[str, str]:
     """The fill-in fields (name -> heading) of a Word document, for reading a return back
     with `word.read_fields(path, labels=...)`. Renders the text only, writes nothing."""
     spec, unit = _check(cfg, req)
@@ -363,7 +402,8 @@ def expected_fields(cfg: OrgConfig, plan_year: int, req: DocRequest) -> dict[str
         return {}
     cyc = year_data(cfg, plan_year)
     meta = _meta(cyc, spec, unit, req, today_stockholm())
-    markup, _ = DOCX_BUILDERS[req.kind](cyc, unit, req, context(cyc, unit, req, meta))
+    ret = returned if returned is not None else returned_for(cfg, plan_year, [req.kind], url)
+    markup, _ = DOCX_BUILDERS[req.kind](cyc, unit, req, context(cyc, unit, req, meta), ret)
     return word.fields_in_markup(markup)
 
 
@@ -437,12 +477,22 @@ def expected_from_spec(spec: dict[str, object]) -> Expected:
     )
 
 
-def expected(cfg: OrgConfig, plan_year: int, req: DocRequest) -> Expected:
-    """The content `render` would write for this request now. Renders in memory, writes nothing."""
+def expected(
+    cfg: OrgConfig,
+    plan_year: int,
+    req: DocRequest,
+    *,
+    returned: Returned | None = None,
+    url: str | None = None,
+    as_of: datetime | None = None,
+) -> Expected:
+    """The content `render` would write for this request with the returns stored at `url` (as they
+    stood at `as_of`: when the document was sent, for reading its return). Writes nothing."""
     spec, unit = _check(cfg, req)
     cyc = year_data(cfg, plan_year)
-    meta = _meta(cyc, spec, unit, req, today_stockholm())
-    content = _content(cyc, spec, unit, req, meta)
+    meta = _meta(cyc, spec, unit, req, decided_on(req) or today_stockholm())
+    ret = returned if returned is not None else returned_for(cfg, plan_year, [req.kind], url, as_of=as_of)
+    content = _content(cyc, spec, unit, req, meta, ret)
     fields = word.fields_in_markup(content.markup) if content.markup is not None else {}
     return Expected(
         req.kind,

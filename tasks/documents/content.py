@@ -88,6 +88,9 @@ COMMON_CONTROLS: tuple[tuple[str, str, str, str], ...] = (
     ("Kompetensförsörjning", "Svårt att rekrytera nyckelkompetenser", "Uppföljning av vakanser", "Per tertial"),
 )
 
+# One risk scale (probability × consequence, 1–4 each) for the matrix and every text about it.
+RISK_SCALE = "1–2 låg, 3–4 måttlig, 6–8 hög och 9–16 mycket hög risk"
+
 # The finance department's assessment (probability, consequence) of the common areas.
 COMMON_CONTROL_SCORES: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (2, 4), (2, 2), (3, 3))
 
@@ -98,6 +101,14 @@ INVESTMENT_CRITERIA: tuple[tuple[str, str, float], ...] = (
     ("Ekonomisk nytta", "Ger investeringen lägre driftkostnader eller undvikna kostnader?", 0.20),
     ("Hållbarhet", "Bidrar investeringen till miljö- och klimatmål?", 0.15),
     ("Risk vid utebliven investering", "Vad händer om investeringen inte görs?", 0.10),
+)
+
+# The planning material's sections the planning prerequisites carry (field name, heading there).
+BASIS_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("omvarldsanalys", "Omvärld"),
+    ("makroekonomi", "Makroekonomi och skatteunderlag"),
+    ("statlig_styrning", "Statlig styrning"),
+    ("utveckling", "Verksamhetsutveckling och forskning"),
 )
 
 FOLLOW_UP_ROWS = ("Intäkter", "Personalkostnader", "Lokalkostnader", "Köpt verksamhet", "Övriga kostnader")

@@ -13,6 +13,7 @@ locked by sheet protection without a password (it prevents mistakes, not intent)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
+from tasks.documents import layout
 from tasks.documents.files import atomic_save
 from tasks.documents.model import (
     CellValue,
@@ -204,7 +206,6 @@ class _Builder:
             ("Fas", meta.phase_name),
             ("Version", meta.version),
             ("Datum", meta.created),
-            ("Dokument-id", meta.doc_key),
         ]
         r = 4
         for label, value in rows:
@@ -238,7 +239,7 @@ class _Builder:
 
     def data_sheet(self, spec: SheetSpec) -> None:
         ws = self.wb.create_sheet(self.unique_title(spec.name))
-        cols = spec.columns
+        cols = _fitted_columns(spec)
         letters = [get_column_letter(i) for i in range(1, len(cols) + 1)]
         keys = {c.key: letters[i] for i, c in enumerate(cols) if c.key}
 
@@ -475,6 +476,26 @@ class _Builder:
         props.created = props.modified = datetime(meta.created.year, meta.created.month, meta.created.day)
         # openpyxl stores no cached results; make Excel compute every formula on opening.
         self.wb.calculation.fullCalcOnLoad = True
+
+
+# Calibri 11 (the workbook's font; Carlito in LibreOffice): one width unit is about one digit.
+_DIGIT_CM = layout.text_cm("0", 11)
+
+
+def _fitted_columns(spec: SheetSpec) -> tuple[ColumnSpec, ...]:
+    """The columns, each at least as wide as its longest word (header in bold, and the text it
+    is sent with), so that wrapped text breaks between words, never inside one."""
+    out = []
+    for i, col in enumerate(spec.columns):
+        texts = [str(v.value if isinstance(v, Fixed) else v) for r in spec.rows if isinstance((v := r[i]), str | Fixed)]
+        need = max(
+            layout.longest_piece_cm(col.header, 11, bold=True),
+            *(layout.longest_piece_cm(t, 11) for t in texts if t and t != "None"),
+            0.0,
+        )
+        units = need / _DIGIT_CM + 1.5
+        out.append(col if units <= col.width else dataclasses.replace(col, width=round(units, 1)))
+    return tuple(out)
 
 
 def _fit_height(ws: Worksheet, row: int, values: Sequence[object], cols: Sequence[ColumnSpec]) -> None:

@@ -34,6 +34,7 @@ the contents instead of a placeholder. A document without headings keeps the pla
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import re
@@ -54,6 +55,7 @@ from docx.styles import BabelFish
 from docx.text.paragraph import Paragraph
 
 from models.errors import UserError
+from tasks.documents import layout
 from tasks.documents.files import atomic_save
 from tasks.documents.model import CellValue, DocMeta, Picture, TableData
 from tasks.documents.sanitize import clean_text
@@ -70,6 +72,8 @@ TOC_STYLES = {1: ("toc 1", "TOC1"), 2: ("toc 2", "TOC2")}
 
 PAGE_WIDTH_CM, PAGE_HEIGHT_CM, MARGIN_CM = 21.0, 29.7, 2.5
 TEXT_WIDTH_CM = PAGE_WIDTH_CM - 2 * MARGIN_CM
+LANDSCAPE_TEXT_WIDTH_CM = PAGE_HEIGHT_CM - 2 * MARGIN_CM
+TABLE_FONT_PT = 9.5
 HEADER_TITLE_CHARS = 70
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 HEADER_FILL = "1F3864"
@@ -119,6 +123,9 @@ def _base() -> _Base:
     for lang in styles.element.iter(qn("w:lang")):
         lang.set(qn("w:val"), "sv-SE")
     normal = styles["Normal"]
+    # Calibri for body and tables (the template's theme gives Cambria): LibreOffice sets it in the
+    # metric-compatible Carlito, so the widths tasks/documents/layout.py measures hold in both.
+    normal.font.name = "Calibri"
     normal.font.size = Pt(11)
     normal.paragraph_format.space_after = Pt(6)
 
@@ -131,7 +138,7 @@ def _base() -> _Base:
 
     table_text = styles.add_style(TABLE_STYLE, WD_STYLE_TYPE.PARAGRAPH)
     table_text.base_style = normal
-    table_text.font.size = Pt(9.5)
+    table_text.font.size = Pt(TABLE_FONT_PT)
     table_text.paragraph_format.space_before = Pt(1)
     table_text.paragraph_format.space_after = Pt(1)
 
@@ -274,6 +281,7 @@ def build_docx(meta: DocMeta, markup: str, tables: Mapping[str, TableData]) -> D
     writer.markup(markup, tables)
     writer.finish_toc()
     _header_footer(doc, meta)
+    _share_header_footer(doc)
     _properties(doc, meta)
     return doc
 
@@ -406,11 +414,54 @@ class _Writer:
             self.para(guide, GUIDANCE_STYLE)
         self.para("", ANSWER_STYLE)
 
+    def section_break(self, landscape: bool) -> None:
+        """End the section so far: portrait (before a wide table) or landscape (after it)."""
+        p = self.add(OxmlElement("w:p"))
+        sect = _el("w:sectPr", _el("w:pPr", p))
+        w, h = (PAGE_HEIGHT_CM, PAGE_WIDTH_CM) if landscape else (PAGE_WIDTH_CM, PAGE_HEIGHT_CM)
+        attrs = {"w": _twips(w), "h": _twips(h)} | ({"orient": "landscape"} if landscape else {})
+        _el("w:pgSz", sect, **attrs)
+        m = _twips(MARGIN_CM)
+        _el("w:pgMar", sect, top=m, right=m, bottom=m, left=m, header=_twips(1.25), footer=_twips(1.25), gutter="0")
+
     def table(self, data: TableData, *, header: bool = True, borders: bool = True) -> None:
         n = len(data.headers)
-        widths = data.widths or tuple(TEXT_WIDTH_CM / n for _ in range(n))
-        if len(widths) != n:
-            raise ValueError(f"table has {n} headers but {len(widths)} widths")
+        hint = data.widths or tuple(TEXT_WIDTH_CM / n for _ in range(n))
+        if len(hint) != n:
+            raise ValueError(f"table has {n} headers but {len(hint)} widths")
+        # Widths from the text: every column holds its longest word on one line. A table whose
+        # words do not fit the page's width is set on a landscape page of its own.
+        size = TABLE_FONT_PT
+        minimum, wanted = [], []
+        for i in range(n):
+            cells = [_cell_text(r[i]) for r in data.rows]
+            head = clean_text(data.headers[i], 500) if header else ""
+            bold_first = not header and i == 0
+            minimum.append(
+                max(
+                    layout.longest_piece_cm(head, size, bold=True),
+                    *(layout.longest_piece_cm(c, size, bold=bold_first) for c in cells),
+                    0.6,
+                )
+                + layout.CELL_PADDING_CM
+            )
+            wanted.append(
+                max(
+                    layout.text_cm(head, size, bold=True),
+                    *(max((layout.text_cm(x, size) for x in c.split("\n")), default=0.0) for c in cells),
+                    0.6,
+                )
+                + layout.CELL_PADDING_CM
+            )
+        total = sum(hint) if sum(hint) < TEXT_WIDTH_CM - 1e-6 else TEXT_WIDTH_CM
+        fitted = layout.fit_widths(hint, minimum, wanted, total) or layout.fit_widths(
+            hint, minimum, wanted, TEXT_WIDTH_CM
+        )
+        landscape = fitted is None
+        if landscape:
+            fitted = layout.fit_widths(hint, minimum, wanted, LANDSCAPE_TEXT_WIDTH_CM) or tuple(minimum)
+            self.section_break(landscape=False)
+        widths = fitted
         numeric = set(data.numeric)
         tbl = self.add(OxmlElement("w:tbl"))
         tblpr = _el("w:tblPr", tbl)
@@ -462,6 +513,8 @@ class _Writer:
                     p.append(_run(cell, bold=not header and i == 0))
         # A table directly followed by a heading looks cramped; an empty paragraph gives air.
         self.para()
+        if landscape:
+            self.section_break(landscape=True)
 
     def cell_style(self, p: Any, *, right: bool = False) -> None:
         ppr = _el("w:pPr", p)
@@ -537,10 +590,23 @@ def _cover(w: _Writer, meta: DocMeta) -> None:
         ("Mottagare", meta.recipient),
         ("Version", str(meta.version)),
         ("Datum", datum(meta.created)),
-        ("Dokument-id", meta.doc_key),
     )
+    # The document id is metadata (core properties), not text a reader needs.
     w.table(TableData(("", ""), rows, widths=(4.0, 12.0)), header=False, borders=False)
     w.page_break()
+
+
+def _share_header_footer(doc: DocxDocument) -> None:
+    """Give every section (a landscape table's, the portrait one before it) the document's header
+    and footer: a section without its own references has none in the first section."""
+    body = doc.element.body
+    last = body.get_or_add_sectPr()
+    refs = [el for el in last if el.tag in (qn("w:headerReference"), qn("w:footerReference"))]
+    for sect in body.iter(qn("w:sectPr")):
+        if sect is last:
+            continue
+        for ref in reversed(refs):
+            sect.insert(0, copy.deepcopy(ref))
 
 
 def _simple_field(paragraph: Paragraph, instr: str, placeholder: str) -> None:
@@ -552,8 +618,8 @@ def _header_footer(doc: DocxDocument, meta: DocMeta) -> None:
     section = doc.sections[0]
     hp = section.header.paragraphs[0]
     hp.add_run(clean_text(meta.organisation, 200))
-    # The title is cut so that the header stays on one line.
-    hp.add_run("\t" + " ".join(clean_text(meta.title, HEADER_TITLE_CHARS).split()))
+    # The whole title: a long one wraps to a second header line rather than being cut.
+    hp.add_run("\t" + " ".join(clean_text(meta.title, 255).split()))
 
     fp = section.footer.paragraphs[0]
     fp.add_run(f"{meta.cycle} · Version {meta.version}\tSida ")

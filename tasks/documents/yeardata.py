@@ -261,10 +261,23 @@ def _goal_ctx(g: Goal, names: Mapping[str, str]) -> dict[str, Any]:
         "targeted_text": ", ".join(names.get(t, t) for t in g.targeted) or "Alla nämnder",
         "opt_out_allowed": g.opt_out_allowed,
         "indicators": [
-            {"id": i.id, "name": i.name, "target": i.target, "unit": i.unit, "kolada_id": i.kolada_id or ""}
+            {
+                "id": i.id,
+                "name": i.name,
+                "target": i.target,
+                "unit": i.unit,
+                "target_text": target_text(i.target, i.unit),
+                "kolada_id": i.kolada_id or "",
+            }
             for i in g.indicators
         ],
     }
+
+
+def target_text(target: float, unit: str) -> str:
+    """ "75 %", "600" (a count needs no unit: "600 antal" is not Swedish), "3,5 dagar"."""
+    number = text.tal(target, 0 if float(target).is_integer() else 1)
+    return number if unit.strip().lower() in ("", "antal", "st", "st.") else f"{number} {unit}"
 
 
 def _period_end(rule: str, plan_year: int) -> date | None:
@@ -392,19 +405,19 @@ def _shared_tables(cyc: YearData) -> dict[str, TableData]:
         widths=(5.0, 8.5, 2.5),
         numeric=(2,),
     )
-    indicators = [(g["id"], i) for g in cyc.goals for i in g["indicators"]]
+    indicators = [(g["title"], i) for g in cyc.goals for i in g["indicators"]]
     indikatorer = TableData(
         headers=("Mål", "Indikator", "Målvärde", "Kolada-id"),
         rows=tuple(
             (
                 gid,
                 i["name"],
-                f"{text.tal(i['target'], 0 if float(i['target']).is_integer() else 1)} {i['unit']}".strip(),
+                i["target_text"],
                 i["kolada_id"] or "–",
             )
             for gid, i in indicators
         ),
-        widths=(2.5, 8.5, 2.8, 2.2),
+        widths=(4.6, 6.6, 2.6, 2.2),
     )
     uppfoljningsplan = TableData(
         headers=("Datum", "Tillfälle", "Innehåll", "Rapporteras till"),
