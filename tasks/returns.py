@@ -1085,8 +1085,19 @@ def submit_file(cfg: OrgConfig, path: Path, *, url: str | None = None, actor: st
     return submit_bytes(cfg, path.name, read_limited(path), url=url, actor=actor)
 
 
-def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = None, actor: str) -> SubmissionResult:
-    """`submit_file` for bytes already read (the inbox hashes exactly what it processes)."""
+def submit_bytes(
+    cfg: OrgConfig,
+    name: str,
+    data: bytes,
+    *,
+    url: str | None = None,
+    actor: str,
+    check: Callable[[Document], None] | None = None,
+) -> SubmissionResult:
+    """`submit_file` for bytes already read (the inbox hashes exactly what it processes).
+
+    `check`, given the sent document the file claims to be, raises UserError when this caller does
+    not take it (the portal: another unit's return), before anything is stored."""
     file_hash = hashlib.sha256(data).hexdigest()
     pkg = inspect_package(data, name)
     opened = _open(pkg)
@@ -1102,6 +1113,8 @@ def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = No
             )
         if (doc.kind, doc.unit_id, doc.version, doc.phase) != (ident.kind, ident.unit, ident.version, ident.phase):
             raise _fail(name, "dokument-id", "stämmer inte med det utskickade dokumentet (manipulerat)")
+        if check is not None:
+            check(doc)
         try:
             exp = catalog.expected(cfg, ident.year, req)
         except UserError as exc:  # the configuration no longer has the unit or the kind
@@ -1137,6 +1150,15 @@ def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = No
         return _record(session, name, doc.id, ident, routes, file_hash, content, pkg, actor)  # type: ignore[arg-type]
 
     return with_retry(record, url)
+
+
+def content_labels(cfg: OrgConfig, doc_key: str) -> tuple[dict[str, str], dict[str, str]]:
+    """What a reader calls the parts of a return of the sent document `doc_key`: (Word field name →
+    its heading, Excel sheet name → the sheet's title). Renders the expected content in memory."""
+    ident = parse_doc_key(doc_key, doc_key)
+    req, _ = _request(cfg, ident, doc_key)
+    exp = catalog.expected(cfg, ident.year, req)
+    return dict(exp.fields), _sheet_titles(exp)
 
 
 def _squash(text: str) -> str:
