@@ -25,7 +25,6 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from config.loader import load_config
-from config.schema import OrgConfig
 from models.db import output_root, session_scope, with_retry
 from models.errors import UserError
 from models.tables import Document, Receipt, ReceiptState
@@ -139,9 +138,7 @@ def create_app(config: str | None = None) -> FastAPI:
                 doc = session.get(Document, receipt.document_id) if receipt.document_id else None
             who = recipient_of(cfg, receipt, doc, claims.recipient)
             if who is None:
-                raise TokenError(
-                    "not_a_party", "Länken gäller inte dig för den här överlämningen.", claims.receipt_id
-                )
+                raise TokenError("not_a_party", "Länken gäller inte dig för den här överlämningen.", claims.receipt_id)
         except TokenError as exc:
             record_failure(addr, exc)
             raise Refused(403, str(exc)) from None
@@ -257,7 +254,9 @@ def create_app(config: str | None = None) -> FastAPI:
             raise Refused(403, "Din länk är bara för att läsa; den som ska agera har fått en egen länk.")
         return claims, receipt, who
 
-    def decide(request: Request, receipt_id: int, form: dict[str, Any], dispute: bool, background: BackgroundTasks) -> Any:
+    def decide(
+        request: Request, receipt_id: int, form: dict[str, Any], dispute: bool, background: BackgroundTasks
+    ) -> Any:
         from tasks import receipts
 
         try:
@@ -322,7 +321,9 @@ def create_app(config: str | None = None) -> FastAPI:
     @app.post("/kvittens/{receipt_id}/retur")
     async def upload(request: Request, receipt_id: int) -> Any:
         limit = MAX_FILE_BYTES + ENVELOPE
-        too_big = Refused(413, f"Filen är för stor: högst {MAX_FILE_BYTES // (1024 * 1024)} MB tas emot. Inget sparades.")
+        too_big = Refused(
+            413, f"Filen är för stor: högst {MAX_FILE_BYTES // (1024 * 1024)} MB tas emot. Inget sparades."
+        )
         try:
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > limit:
@@ -377,7 +378,9 @@ def create_app(config: str | None = None) -> FastAPI:
             if who.role != "author":
                 raise Refused(403, "Bara den enhet som fyller i dokumentet kan lämna in det.")
             if receipt.state not in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED):
-                raise Refused(400, f"Överlämningen är {views.STATE_SV.get(ReceiptState(receipt.state))}; inget tas emot.")
+                raise Refused(
+                    400, f"Överlämningen är {views.STATE_SV.get(ReceiptState(receipt.state))}; inget tas emot."
+                )
             addr = client(request)
             claim_use(claims, "upload", addr)
             try:

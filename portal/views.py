@@ -107,9 +107,7 @@ def _same_occasion(a: Document, b: Document) -> bool:
     return _occasion(a) == _occasion(b)
 
 
-def returned(
-    session: Session, cfg: OrgConfig, docs: list[Document], labels: Any
-) -> list[dict[str, Any]]:
+def returned(session: Session, cfg: OrgConfig, docs: list[Document], labels: Any) -> list[dict[str, Any]]:
     """The latest return of each document, readable: Word fields as headed text, Excel rows as tables."""
     out = []
     for doc in docs:
@@ -227,9 +225,7 @@ def handoff(
         "who": who,
         "can_sign": bool(who and who.role == "receiver" and who.signatory and signable),
         "can_upload": bool(
-            who
-            and who.role == "author"
-            and receipt.state in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED)
+            who and who.role == "author" and receipt.state in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED)
         ),
     }
 

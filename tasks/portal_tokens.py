@@ -236,9 +236,7 @@ def release_use(claims: Claims, action: str, url: str | None = None) -> None:
 def was_used(session: Session, claims: Claims, action: str) -> bool:
     return (
         session.exec(
-            select(PortalTokenUse.id).where(
-                PortalTokenUse.token_id == claims.token_id, PortalTokenUse.action == action
-            )
+            select(PortalTokenUse.id).where(PortalTokenUse.token_id == claims.token_id, PortalTokenUse.action == action)
         ).first()
         is not None
     )

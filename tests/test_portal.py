@@ -26,7 +26,7 @@ from sqlmodel import func, select
 
 from config.loader import load_config
 from models.db import session_scope
-from models.tables import AuditEntry, Document, PortalTokenUse, Receipt, ReceiptState, Submission
+from models.tables import AuditEntry, PortalTokenUse, Receipt, ReceiptState, Submission
 from portal.app import create_app
 from portal.client import PortalClient, PortalError, message_of
 from portal.logs import RedactTokens, redact
