@@ -390,7 +390,7 @@ def create_app(config: str | None = None) -> FastAPI:
             except UserError as exc:
                 release_use(claims, "upload")
                 _audit_upload_refused(request, receipt_id, name, str(exc))
-                raise Refused(400, f"Filen togs inte emot: {exc} Inget sparades.") from None
+                raise Refused(400, f"Filen togs inte emot: {str(exc).rstrip('.')}. Inget sparades.") from None
         except TokenError as exc:
             return refused(request, Refused(409, str(exc)))
         except Refused as exc:

@@ -101,7 +101,7 @@ def test_secretary_board_and_operator_in_a_browser(browser, smtp, db_url, tmp_pa
     monkeypatch.setattr("portal.app.today_stockholm", lambda: date(2028, 6, 1))
     try:
         # the operator logs in and sees both committees' feedback overdue
-        op = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+        op = browser.new_context(bypass_csp=True, locale="sv-SE", viewport={"width": 1280, "height": 900})
         page = op.new_page()
         page.goto(f"{base}/operator")
         _axe(page, "01-operator-login")
@@ -117,7 +117,7 @@ def test_secretary_board_and_operator_in_a_browser(browser, smtp, db_url, tmp_pa
         # the secretary opens the e-mail's link (a phone's screen)
         text = _mail(smtp, "hsn@norrsjo.example", portal_link(cfg, hsn, "hsn@norrsjo.example"))
         [link] = links_in(text)
-        sec = browser.new_context(bypass_csp=True, viewport={"width": 390, "height": 844}, accept_downloads=True)
+        sec = browser.new_context(bypass_csp=True, locale="sv-SE", viewport={"width": 390, "height": 844}, accept_downloads=True)
         s = sec.new_page()
         s.goto(link)
         s.wait_for_url(f"{base}/kvittens/{hsn.id}")
@@ -146,7 +146,7 @@ def test_secretary_board_and_operator_in_a_browser(browser, smtp, db_url, tmp_pa
 
         # the board's signatory reads the return and agrees
         signer = cfg.unit("RS").signatories[0]
-        board = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900}).new_page()
+        board = browser.new_context(bypass_csp=True, locale="sv-SE", viewport={"width": 1280, "height": 900}).new_page()
         board.goto(_mail(smtp, signer.email, portal_link(cfg, hsn, signer.id)).split("\n")[3].strip())
         board.wait_for_url(f"{base}/kvittens/{hsn.id}")
         assert board.get_by_text("Digitala vårdbesök i hela länet.").is_visible()
