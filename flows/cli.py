@@ -323,11 +323,24 @@ def status(
         rows = receipt_rows(s, cfg, cycle.id, pid) if pid else []  # type: ignore[arg-type]
         today = day or today_stockholm()
         milestones = progression(s, cfg, cycle.id, today)  # type: ignore[arg-type]
-    t = Table("phase", "window", "state", "receipts agreed", title=f"{cfg.organisation.name}, plan year {y}")
+    t = Table(
+        "phase",
+        "window",
+        "state",
+        "receipts agreed",
+        "väntar på retur",
+        "väntar på kvittens",
+        title=f"{cfg.organisation.name}, plan year {y}",
+    )
     for st in statuses:
         colour = {"completed": "green", "waiting": "yellow", "failed": "red"}.get(st.state, "white")
         t.add_row(
-            st.name, f"{st.window[0]} – {st.window[1]}", f"[{colour}]{st.state}[/{colour}]", f"{st.agreed} / {st.total}"
+            st.name,
+            f"{st.window[0]} – {st.window[1]}",
+            f"[{colour}]{st.state}[/{colour}]",
+            f"{st.agreed} / {st.total}",
+            str(st.awaiting_return),
+            str(st.awaiting_signature),
         )
     out.print(t)
     print_progression(out, milestones, f"Milestones on {today}")

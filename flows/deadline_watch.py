@@ -207,11 +207,18 @@ def publish_cycle(
         md += ["Inget är försenat eller förfaller inom de närmaste dagarna."]
     if urgent_total > len(urgent):
         md += ["", f"… och {urgent_total - len(urgent)} till; se tabellerna över processens läge och kvittenserna."]
-    md += ["", "## Faserna", "", "| Fas | Period | Status | Kvittenser överens |", "|---|---|---|---|"]
+    md += [
+        "",
+        "## Faserna",
+        "",
+        "| Fas | Period | Status | Kvittenser överens | Väntar på retur | Väntar på kvittens |",
+        "|---|---|---|---|---|---|",
+    ]
     for st in statuses:
         md.append(
             f"| {_cell(st.name)} | {st.window[0].isoformat()} – {st.window[1].isoformat()} | "
-            f"{PHASE_STATE_SV.get(st.state, st.state)} | {st.agreed} av {st.total} |"
+            f"{PHASE_STATE_SV.get(st.state, st.state)} | {st.agreed} av {st.total} | {st.awaiting_return} | "
+            f"{st.awaiting_signature} |"
         )
     md += ["", "## Samordning med andra processer", ""]
     md += [f"- {_cell(c.message())}" for c in conflicts] or ["Inga konflikter mellan årshjulen."]

@@ -33,6 +33,15 @@ class Direction(StrEnum):
     UP = "up"  # follow-up and feedback: results travel up
 
 
+class HandoffMode(StrEnum):
+    """A decision handoff carries a decided document; the receiver agrees on its interpretation. A
+    fill-in handoff asks the sender (the author) for content: first a request to the author, then
+    the delivery of the validated return, which the receiver agrees to or disputes."""
+
+    DECISION = "decision"
+    FILL_IN = "fill_in"
+
+
 class PhaseState(StrEnum):
     RUNNING = "running"
     WAITING = "waiting"  # suspended, waiting for receipts
@@ -144,6 +153,9 @@ class Document(SQLModel, table=True):
     relpath: str = Field(max_length=500)
     content_hash: str = Field(max_length=64)
     title: str = Field(max_length=300)
+    # What a return is read against when the document is not rebuilt from the configuration (a
+    # level report is built from the returns below it): the canonical JSON of its content.
+    spec: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -158,9 +170,13 @@ class Receipt(SQLModel, table=True):
     phase: str = Field(max_length=40)
     topic: str = Field(max_length=60)
     direction: str = Field(max_length=8)
+    # decision | fill_in (HandoffMode); in a fill-in handoff the sender is the author.
+    mode: str = Field(default=HandoffMode.DECISION, max_length=10, sa_column_kwargs={"server_default": "decision"})
     sender_unit: str = Field(max_length=40)
     receiver_unit: str = Field(max_length=40, index=True)
     document_id: int | None = Field(default=None, foreign_key="document.id")
+    # The content agreed on: the document's for a decision handoff; for a fill-in handoff the
+    # sent template's until the return is in, then a hash of the returned content.
     content_hash: str = Field(max_length=64)
     purpose: str = Field(sa_column=Column(Text, nullable=False))
     deadline: date
@@ -239,6 +255,8 @@ class Submission(SQLModel, table=True):
     unit_id: str = Field(max_length=40, index=True)
     file_hash: str = Field(max_length=64)
     content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The accepted file as it was read (cleaned), under the output folder: what the receiver opens.
+    relpath: str | None = Field(default=None, max_length=500)
     received_at: datetime = Field(default_factory=utcnow)
 
 

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from config.loader import load_config
 from models.db import output_root, session_scope, with_retry
 from models.errors import UserError
-from models.tables import Document, Receipt, ReceiptState
+from models.tables import Document, Receipt, ReceiptState, Submission
 from portal import security, views
 from portal.operators import check_password
 from tasks.audit import audit
@@ -45,7 +45,7 @@ from tasks.portal_tokens import (
     release_use,
     was_used,
 )
-from tasks.receipts import MAX_COMMENT, SignRequest, code_for
+from tasks.receipts import MAX_COMMENT, SignRequest, code_for, step_text
 from tasks.returns import MAX_FILE_BYTES, content_labels
 
 HERE = Path(__file__).resolve().parent
@@ -77,13 +77,13 @@ def create_app(config: str | None = None) -> FastAPI:
     labels_cache: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     trusted_header = os.environ.get("STYRKEDJA_PORTAL_OPERATOR_HEADER", "").strip()
 
-    def labels(doc_key: str) -> tuple[dict[str, str], dict[str, str]]:
-        if doc_key not in labels_cache:
+    def labels(doc: Document) -> tuple[dict[str, str], dict[str, str]]:
+        if doc.key not in labels_cache:
             try:
-                labels_cache[doc_key] = content_labels(cfg, doc_key)
+                labels_cache[doc.key] = content_labels(cfg, doc)
             except (UserError, KeyError):
-                labels_cache[doc_key] = ({}, {})
-        return labels_cache[doc_key]
+                labels_cache[doc.key] = ({}, {})
+        return labels_cache[doc.key]
 
     # -- rendering ----------------------------------------------------------------------------
 
@@ -234,14 +234,29 @@ def create_app(config: str | None = None) -> FastAPI:
         doc = next((d for d in ctx["documents"] if d.id == document_id), None)
         if doc is None:
             return refused(request, Refused(404, "Dokumentet hör inte till den här överlämningen."))
+        return _file(request, doc.relpath)
+
+    @app.get("/kvittens/{receipt_id}/inlamnat/{submission_id}")
+    def download_return(request: Request, receipt_id: int, submission_id: int) -> Response:
+        try:
+            ctx, *_ = handoff_context(request, receipt_id)
+        except Refused as exc:
+            return refused(request, exc)
+        with session_scope() as session:
+            sub = session.get(Submission, submission_id) if 0 < submission_id < 2**63 else None
+        if sub is None or not sub.relpath or sub.document_id not in {d.id for d in ctx["documents"]}:
+            return refused(request, Refused(404, "Den inlämnade filen hör inte till den här överlämningen."))
+        return _file(request, sub.relpath)
+
+    def _file(request: Request, relpath: str) -> Response:
         root = output_root().resolve()
-        path = (root / doc.relpath).resolve()
+        path = (root / relpath).resolve()
         if not path.is_relative_to(root) or not path.is_file():
-            return refused(request, Refused(404, "Dokumentets fil finns inte längre; kontakta ekonomistaben."))
+            return refused(request, Refused(404, "Filen finns inte längre; kontakta ekonomistaben."))
         media = {
-            "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        }.get(doc.format, "application/octet-stream")
+            ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }.get(path.suffix, "application/octet-stream")
         return FileResponse(path, media_type=media, filename=path.name)
 
     def act(request: Request, receipt_id: int, form: dict[str, Any], action: str) -> tuple[Claims, Receipt, Recipient]:
@@ -379,7 +394,7 @@ def create_app(config: str | None = None) -> FastAPI:
                 raise Refused(403, "Bara den enhet som fyller i dokumentet kan lämna in det.")
             if receipt.state not in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED):
                 raise Refused(
-                    400, f"Överlämningen är {views.STATE_SV.get(ReceiptState(receipt.state))}; inget tas emot."
+                    400, f"Överlämningen är {step_text(receipt.mode, receipt.state)}; inget tas emot."
                 )
             addr = client(request)
             claim_use(claims, "upload", addr)
@@ -591,7 +606,7 @@ def _decision_refusal(receipt: Receipt | None, exc: UserError) -> str:
     """The receipt module's refusals are for the command line; the page says it in Swedish."""
     if receipt is None:
         return "Kvittensen finns inte."
-    state = views.STATE_SV.get(ReceiptState(receipt.state), receipt.state)
+    state = step_text(receipt.mode, receipt.state)
     if receipt.state not in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED):
         extra = " (en nyare version ersätter den)" if receipt.state == ReceiptState.SUPERSEDED else ""
         who = f" av {receipt.signed_by}" if receipt.signed_by else ""

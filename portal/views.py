@@ -10,9 +10,10 @@ from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
-from models.tables import AuditEntry, Cycle, Document, Receipt, ReceiptState, Submission
+from models.tables import AuditEntry, Cycle, Document, HandoffMode, Receipt, ReceiptState, Submission
 from tasks.portal_tokens import Recipient, author_unit
-from tasks.progress import STATE_SV
+from tasks.receipts import step_text
+from tasks.returns import fill_in_documents
 
 OPEN_STATES = (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED, ReceiptState.DISPUTED)
 ACTION_SV = {
@@ -78,33 +79,14 @@ def next_step(receipt: Receipt, document: Document | None) -> NextStep | None:
 
 
 def handoff_documents(session: Session, receipt: Receipt) -> list[Document]:
-    """The handoff's main document and the other documents of the same unit, phase and version
-    (an operational plan's workbook beside its Word document)."""
+    """The handoff's documents: what a fill-in handoff's author fills in (an operational plan's
+    workbook beside its Word document), or the decided document."""
+    if receipt.mode == HandoffMode.FILL_IN:
+        docs = fill_in_documents(session, receipt)
+        if docs:
+            return docs
     main = session.get(Document, receipt.document_id) if receipt.document_id else None
-    if main is None:
-        return []
-    rows = session.exec(
-        select(Document)
-        .where(
-            Document.cycle_id == main.cycle_id,
-            Document.phase == main.phase,
-            Document.unit_id == main.unit_id,
-            Document.version == main.version,
-        )
-        .order_by(Document.id)
-    ).all()
-    others = [d for d in rows if d.id != main.id and _same_occasion(d, main)]
-    return [main, *others]
-
-
-def _occasion(doc: Document) -> str:
-    # org/year/phase/unit/kind[-occasion]/vN: follow-up documents of one unit differ by occasion.
-    kind = doc.key.rsplit("/", 2)[-2]
-    return kind.split("-", 1)[1] if "-" in kind else ""
-
-
-def _same_occasion(a: Document, b: Document) -> bool:
-    return _occasion(a) == _occasion(b)
+    return [main] if main is not None else []
 
 
 def returned(session: Session, cfg: OrgConfig, docs: list[Document], labels: Any) -> list[dict[str, Any]]:
@@ -116,8 +98,14 @@ def returned(session: Session, cfg: OrgConfig, docs: list[Document], labels: Any
         ).first()
         if sub is None:
             continue
-        fields, sheets = labels(doc.key)
-        item: dict[str, Any] = {"title": doc.title, "received_at": sub.received_at, "file_hash": sub.file_hash}
+        fields, sheets = labels(doc)
+        item: dict[str, Any] = {
+            "title": doc.title,
+            "received_at": sub.received_at,
+            "file_hash": sub.file_hash,
+            "submission_id": sub.id if sub.relpath else None,
+            "format": doc.format,
+        }
         item["fields"] = [
             {"heading": fields.get(name, name.replace("_", " ").capitalize()), "paragraphs": str(text).split("\n")}
             for name, text in (sub.content.get("fields") or {}).items()
@@ -172,7 +160,7 @@ def history(session: Session, receipt: Receipt) -> tuple[list[dict[str, Any]], l
         {
             "id": v.id,
             "version": v.version,
-            "state": STATE_SV.get(ReceiptState(v.state), v.state),
+            "state": step_text(v.mode, v.state),
             "signed_by": v.signed_by or "",
             "signed_at": v.signed_at,
             "comment": v.comment or "",
@@ -213,7 +201,7 @@ def handoff(
         "receiver": unit_name(cfg, receipt.receiver_unit),
         "author": unit_name(cfg, author) if author else None,
         "author_id": author,
-        "state": STATE_SV.get(ReceiptState(receipt.state), receipt.state),
+        "state": step_text(receipt.mode, receipt.state),
         "state_id": receipt.state,
         "late": days_late(receipt.deadline, today) if step else 0,
         "step": step,
@@ -258,7 +246,7 @@ def unit_items(session: Session, cfg: OrgConfig, unit_id: str, today: date) -> d
             "late": days_late(r.deadline, today),
             "step": step.text,
             "owner": unit_name(cfg, step.owner),
-            "state": STATE_SV.get(ReceiptState(r.state), r.state),
+            "state": step_text(r.mode, r.state),
         }
         (owes if step.owner == unit_id else waits).append(item)
     key = lambda i: (i["deadline"], i["id"])  # noqa: E731

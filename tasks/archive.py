@@ -185,7 +185,8 @@ def export_cycle(
 
     relpaths = sorted(
         {_safe_relpath(d["relpath"]) for d in rows["document"]}
-        | {_safe_relpath(n["attachment"]) for n in rows["notification"] if n["attachment"]}
+        | {_safe_relpath(s["relpath"]) for s in rows["submission"] if s.get("relpath")}
+        | {_safe_relpath(p) for n in rows["notification"] if n["attachment"] for p in n["attachment"].split("\n")}
     )
     hashes: dict[str, str] = {}
     missing: list[str] = []

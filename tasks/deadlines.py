@@ -52,7 +52,7 @@ from tasks.followup_calendar import occasions
 from tasks.messages import phase_links
 from tasks.notify import render_message
 from tasks.progress import completion_days, milestone_done
-from tasks.receipts import occasion_of
+from tasks.receipts import occasion_of, owes_next_step, waiting_for
 from tasks.wheel import resolve_wheel
 
 __all__ = [
@@ -181,12 +181,17 @@ class DueItem:
     created: date | None = None
     org: str = ""
     occasion: str = ""  # receipts of a follow-up occasion: the occasion (its run is the link)
+    sender: str | None = None  # receipts: the sending unit (a fill-in handoff's author)
+    step: str = ""  # receipts: what is awaited (tasks.receipts.waiting_for): retur, kvittens, ny version
 
     @property
     def base_key(self) -> str:
         """The prefix of its notification keys: a receipt's own key (it names organisation and
-        year), or organisation/year/milestone/<key>."""
-        return self.key if self.kind == "receipt" else f"{self.org}/{self.year}/milestone/{self.key}"
+        year), or organisation/year/milestone/<key>; a fill-in handoff's return has its own series
+        of reminders (to the author) before the receiver's (to sign)."""
+        if self.kind != "receipt":
+            return f"{self.org}/{self.year}/milestone/{self.key}"
+        return f"{self.key}/retur" if self.step == "retur" else self.key
 
 
 def _local_day(at: datetime | None) -> date | None:
@@ -230,6 +235,7 @@ def _collect(session: Session, cfg: OrgConfig, cycles: list[ActiveCycle], as_of:
             Receipt.topic,
             Receipt.sender_unit,
             Receipt.receiver_unit,
+            Receipt.mode,
             Receipt.deadline,
             Receipt.state,
             Receipt.version,
@@ -243,9 +249,10 @@ def _collect(session: Session, cfg: OrgConfig, cycles: list[ActiveCycle], as_of:
             Receipt.deadline <= horizon,
         )
     ).all()
-    for rid, cycle_id, phase, key, topic, sender, receiver, due, state, version, created_at, title in rs:
+    for rid, cycle_id, phase, key, topic, sender, receiver, mode, due, state, version, created_at, title in rs:
         disputed = state == ReceiptState.DISPUTED
         days = (due - as_of).days
+        step = waiting_for(mode, state)
         items.append(
             DueItem(
                 "receipt",
@@ -256,7 +263,7 @@ def _collect(session: Session, cfg: OrgConfig, cycles: list[ActiveCycle], as_of:
                 title or topic,
                 due,
                 days,
-                sender if disputed else receiver,
+                owes_next_step(mode, state, sender, receiver),
                 receipt_id=rid,
                 receiver=receiver,
                 version=version,
@@ -264,6 +271,8 @@ def _collect(session: Session, cfg: OrgConfig, cycles: list[ActiveCycle], as_of:
                 # Only a reminder before the deadline looks at it: skip the conversion otherwise.
                 created=_local_day(created_at) if days > 0 else None,
                 occasion=occasion_of(topic),
+                sender=sender,
+                step=step,
             )
         )
     return items
@@ -319,7 +328,10 @@ class _Recipients:
         target = self.superior(item.actor) if stage.kind == "escalation" else item.actor
         if target is None:
             return None, []
-        how = "signatories" if stage.kind == "reminder" and item.kind == "receipt" and not item.disputed else "contacts"
+        # The receiver's signatories are reminded to sign; an author (or a disputed receipt's
+        # sender) is reminded through the unit's contacts, who fill in and hand back.
+        signs = item.kind == "receipt" and item.step == "kvittens"
+        how = "signatories" if stage.kind == "reminder" and signs else "contacts"
         cached = self._cache.get((target, how))
         if cached is None:
             cached = self.signatories(target) if how == "signatories" else self.contacts(target)
@@ -390,11 +402,33 @@ def _message(
                 "days_overdue": -stage.days,
             },
         )
+    if item.step == "retur":
+        receiver = names.name(item.receiver or "")
+        if stage.kind == "reminder":
+            return render_message(
+                "return_reminder", common | {"unit": names.name(target), "receiver": receiver, "days": stage.days}
+            )
+        return render_message(
+            "return_escalation",
+            common
+            | {
+                "unit": names.name(target),
+                "overdue_unit": names.name(item.actor),
+                "receiver": receiver,
+                "days_overdue": -stage.days,
+            },
+        )
     if stage.kind == "reminder":
         return render_message("reminder", common | {"unit": names.name(target), "days": stage.days})
     return render_message(
         "escalation",
-        common | {"unit": names.name(target), "overdue_unit": names.name(item.actor), "days_overdue": -stage.days},
+        common
+        | {
+            "unit": names.name(target),
+            "overdue_unit": names.name(item.actor),
+            "sender": names.name(item.sender or ""),
+            "days_overdue": -stage.days,
+        },
     )
 
 

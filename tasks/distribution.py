@@ -20,7 +20,7 @@ from models.tables import Cycle, Document
 from tasks.documents.catalog import DocRequest, doc_key
 from tasks.documents.model import RenderedDoc
 from tasks.handoffs import Handoff
-from tasks.messages import queue_delivery
+from tasks.messages import queue_handoff
 from tasks.receipts import PlannedReceipt, issue_receipt, plan_receipts
 from tasks.rendering import render_batch
 
@@ -69,12 +69,12 @@ def distribute(
         docs = record_documents(session, cycle_id, rendered)
         issued = queued = 0
         for p in to_issue:
-            main_key = doc_key(cfg, cycle.year, _versioned(p)[0])
-            document = docs.get(main_key) or session.exec(select(Document).where(Document.key == main_key)).one()
-            receipt, created = issue_receipt(session, cfg, cycle, p, document, actor=actor)
+            keys = [doc_key(cfg, cycle.year, req) for req in _versioned(p)]
+            documents = [docs.get(k) or session.exec(select(Document).where(Document.key == k)).one() for k in keys]
+            receipt, created = issue_receipt(session, cfg, cycle, p, documents[0], actor=actor)
             if created:
                 issued += 1
-                queued += queue_delivery(session, cfg, receipt, document)
+                queued += queue_handoff(session, cfg, receipt, documents)
         return issued, queued
 
     issued, queued = with_retry(record, url)
@@ -105,9 +105,10 @@ def record_documents(session: Session, cycle_id: int, rendered: list[RenderedDoc
                 relpath=r.relpath,
                 content_hash=r.content_hash,
                 title=r.title,
+                spec=r.spec,
             )
         else:
-            row.relpath, row.content_hash, row.title = r.relpath, r.content_hash, r.title
+            row.relpath, row.content_hash, row.title, row.spec = r.relpath, r.content_hash, r.title, r.spec
         session.add(row)
         out[r.doc_key] = row
     session.flush()

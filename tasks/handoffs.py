@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from config.schema import OrgConfig, Unit
 from models.db import get_engine, session_scope
-from models.tables import Cycle, Direction, Receipt, ReceiptState
+from models.tables import Cycle, Direction, HandoffMode, Receipt, ReceiptState
 from tasks.documents.model import DocRequest
 from tasks.followup_calendar import Occasion
 from tasks.wheel import resolve_wheel
@@ -34,15 +34,52 @@ PHASE_REQUIRES: dict[str, tuple[str, ...]] = {
 }
 
 
+# -- which handoffs ask for content back --------------------------------------------------------
+# The one table of handoff kinds, by topic (follow-up topics name their occasion after a "-"). A
+# fill-in handoff's sender is its author: the template goes to the author first (the request),
+# and the receiver agrees to what the author handed back (the delivery). A decision handoff
+# carries a decided document (or a draft for a body to decide on); the receiver agrees as it is.
+# Phases name topics only; nothing else decides which kind a handoff is.
+HANDOFF_MODES: dict[str, HandoffMode] = {
+    "planeringsunderlag": HandoffMode.DECISION,  # the finance department's own material
+    "planeringsforutsattningar": HandoffMode.DECISION,
+    "aterkoppling": HandoffMode.FILL_IN,  # the committee writes its feedback
+    "plan_beredning": HandoffMode.DECISION,
+    "plan_forslag": HandoffMode.DECISION,
+    "plan_beslut": HandoffMode.DECISION,
+    "plan_beslutad": HandoffMode.DECISION,
+    "verksamhetsplan": HandoffMode.FILL_IN,  # the committee writes its operational plan
+    "aktivitetsplan": HandoffMode.FILL_IN,  # the administration writes activities and detailed budget
+    "uppfoljning": HandoffMode.FILL_IN,  # each unit its outcome, forecast and assessment
+    "nivarapport": HandoffMode.FILL_IN,  # each level its own assessment of the summed report
+}
+
+
+def topic_kind(topic: str) -> str:
+    """The handoff kind a topic names: "uppfoljning-delar-2028-08-31" → "uppfoljning"."""
+    return topic if topic in HANDOFF_MODES else topic.split("-", 1)[0]
+
+
+def handoff_mode(topic: str) -> HandoffMode:
+    try:
+        return HANDOFF_MODES[topic_kind(topic)]
+    except KeyError:
+        raise ValueError(f"handoff topic {topic!r} is not in tasks.handoffs.HANDOFF_MODES") from None
+
+
 @dataclass(frozen=True)
 class Handoff:
     topic: str
     direction: Direction
-    sender: str
+    sender: str  # in a fill-in handoff: the author, asked to fill in and hand back
     receiver: str
     documents: tuple[DocRequest, ...]  # the first is the main document the receipt names
     purpose: str  # Swedish: what sender and receiver agree on
     deadline: date
+
+    @property
+    def mode(self) -> HandoffMode:
+        return handoff_mode(self.topic)
 
 
 def _doc(kind: str, phase: str, unit: str, extra: tuple[tuple[str, str], ...] = ()) -> DocRequest:

@@ -50,7 +50,7 @@ from tasks.audit import audit
 from tasks.calendar import today_stockholm
 from tasks.distribution import record_documents
 from tasks.documents import excel, text, word
-from tasks.documents.catalog import doc_key, file_name
+from tasks.documents.catalog import LEVEL_REPORT_KINDS, doc_key, file_name, spec_of
 from tasks.documents.content import TRAFFIC_LIGHTS, YES_NO
 from tasks.documents.model import (
     ColumnSpec,
@@ -66,12 +66,12 @@ from tasks.documents.sanitize import safe_path
 from tasks.documents.yeardata import YearData, one_line, year_data
 from tasks.followup_calendar import Occasion, occasions
 from tasks.handoffs import Handoff
-from tasks.messages import queue_delivery
+from tasks.messages import queue_handoff
 from tasks.receipts import issue_receipt, plan_receipts
 from tasks.rendering import fan_out
 
 PHASE = "follow_up"
-REPORT, FIGURES = "nivarapport", "nivarapport_siffror"
+REPORT, FIGURES = LEVEL_REPORT_KINDS
 OPEN, ACTED_ON = "open", "acted_on"
 HIGH_RISK = 9  # probability × consequence at or above this is a high risk (4 × 4 matrix)
 RENDERER_VERSION = 1
@@ -219,12 +219,14 @@ def hand_up_levels(
         for unit, plan in plans.items():
             if not plan.needs_issue:
                 continue
-            key = doc_key(cfg, year, report_request(unit, occasion, REPORT, plan.version))
-            document = docs.get(key) or session.exec(select(Document).where(Document.key == key)).one()
-            receipt, created = issue_receipt(session, cfg, cycle, plan, document, actor=actor)
+            keys = [
+                doc_key(cfg, year, report_request(unit, occasion, kind, plan.version)) for kind in (REPORT, FIGURES)
+            ]
+            documents = [docs.get(k) or session.exec(select(Document).where(Document.key == k)).one() for k in keys]
+            receipt, created = issue_receipt(session, cfg, cycle, plan, documents[0], actor=actor)
             if created:
                 issued += 1
-                queued += queue_delivery(session, cfg, receipt, document)
+                queued += queue_handoff(session, cfg, receipt, documents)
         if conclusions:
             _store_conclusions(session, cycle_id, occasion, conclusions)
         return issued, queued
@@ -711,6 +713,7 @@ def _render(
             {"renderer": RENDERER_VERSION, "meta": meta.hashable(), "markup": markup, "tables": data.tables}
         )
         word.write_docx(path, meta, markup, data.tables)
+        spec = spec_of(meta, digest, markup=markup, tables=data.tables)
     else:
         digest = content_hash(
             {
@@ -721,6 +724,7 @@ def _render(
             }
         )
         excel.write_xlsx(path, meta, data.sheets, data.instructions)
+        spec = spec_of(meta, digest, sheets=tuple(data.sheets), instructions=data.instructions)
     return RenderedDoc(
         kind=req.kind,
         phase_id=PHASE,
@@ -731,6 +735,7 @@ def _render(
         content_hash=digest,
         doc_key=meta.doc_key,
         title=meta.title,
+        spec=spec,
     )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
-from models.tables import Document, PhaseRun, Receipt, ReceiptState
+from models.tables import Document, HandoffMode, Notification, PhaseRun, Receipt, ReceiptState, Submission
 
 # The stored body holds CODE_PLACEHOLDER where the one-time code goes; the code is derived and
 # filled in only when the message is sent, so the outbox never holds it.
-from tasks.notify import CODE_PLACEHOLDER, queue_notification, render_message
+from tasks.notify import ATTACHMENT_SEPARATOR, CODE_PLACEHOLDER, queue_notification, render_message
 from tasks.phase_runs import find_phase_run
-from tasks.receipts import occasion_of
+from tasks.receipts import occasion_of, replaced_because
 
 
 def phase_link(session: Session, cfg: OrgConfig, cycle_id: int, phase: str, occasion: str = "") -> str:
@@ -31,32 +31,101 @@ def _kind(cfg: OrgConfig, channel_id: str) -> str:
     return next(c.kind for c in cfg.channels if c.id == channel_id)
 
 
-def queue_delivery(session: Session, cfg: OrgConfig, receipt: Receipt, document: Document) -> int:
-    """The document to the receiving unit: to each signatory by e-mail with the code, and a short
-    note on the unit's other channels. Returns the number of messages queued (or already there)."""
-    unit = cfg.unit(receipt.receiver_unit)
-    sender = cfg.unit(receipt.sender_unit)
-    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
-    count = 0
-    context = {
+def handoff_link(session: Session, cfg: OrgConfig, receipt: Receipt) -> str:
+    """Where the people of a handoff open it."""
+    return phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
+
+
+def _common(session: Session, cfg: OrgConfig, receipt: Receipt, title: str) -> dict[str, object]:
+    return {
         "organisation": cfg.organisation.name,
-        "unit": unit.name,
-        "sender": sender.name,
-        "title": document.title,
+        "title": title,
         "purpose": receipt.purpose,
         "deadline": receipt.deadline.isoformat(),
         "receipt_id": receipt.id,
         "version": receipt.version,
-        "code": CODE_PLACEHOLDER,
-        "link": link,
+        "replaces_reason": replaced_because(session, receipt.document_id) or "",
+        "link": handoff_link(session, cfg, receipt),
     }
+
+
+def _attachments(relpaths: list[str]) -> str | None:
+    return ATTACHMENT_SEPARATOR.join(dict.fromkeys(relpaths)) or None
+
+
+def queue_handoff(session: Session, cfg: OrgConfig, receipt: Receipt, documents: list[Document]) -> int:
+    """The first message of a newly issued handoff: for a fill-in handoff the request to its author
+    (the documents to fill in), for a decision handoff the delivery of its main document to the
+    receiver. Returns the number of messages queued (or already there)."""
+    if receipt.mode == HandoffMode.FILL_IN:
+        return queue_request(session, cfg, receipt, documents)
+    return queue_delivery(session, cfg, receipt, documents[0])
+
+
+def queue_request(session: Session, cfg: OrgConfig, receipt: Receipt, documents: list[Document]) -> int:
+    """Ask the author (the sender's contacts) to fill in and hand back the handoff's documents."""
+    author = cfg.unit(receipt.sender_unit)
+    context = _common(session, cfg, receipt, documents[0].title) | {
+        "unit": author.name,
+        "receiver": cfg.unit(receipt.receiver_unit).name,
+        "documents": [d.title for d in documents],
+    }
+    subject, body = render_message("return_requested", context)
+    files = _attachments([d.relpath for d in documents])
+    count = 0
+    for c in author.contacts:
+        email = _kind(cfg, c.channel) == "email"
+        queue_notification(
+            session,
+            key=f"{receipt.key}/requested/{c.channel}/{c.address}",
+            recipient_unit=author.id,
+            channel_id=c.channel,
+            address=c.address,
+            subject=subject,
+            body=body,
+            cycle_id=receipt.cycle_id,
+            receipt_id=receipt.id,
+            attachment=files if email else None,
+            link=str(context["link"]),
+        )
+        count += 1
+    return count
+
+
+def queue_delivery(
+    session: Session, cfg: OrgConfig, receipt: Receipt, document: Document, returned: list[Submission] | None = None
+) -> int:
+    """The content to the receiving unit, to agree or dispute: a decision handoff's document, or a
+    fill-in handoff's validated return (`returned`: the latest return of each of its documents). To each
+    signatory by e-mail with the one-time code, and a short note on the unit's other channels.
+    A corrected return is delivered again (its key names the returned content)."""
+    unit = cfg.unit(receipt.receiver_unit)
+    sender = cfg.unit(receipt.sender_unit)
+    context = _common(session, cfg, receipt, document.title) | {
+        "unit": unit.name,
+        "sender": sender.name,
+        "code": CODE_PLACEHOLDER,
+    }
+    if returned is not None:
+        template, step = "return_delivered", f"delivered-{receipt.content_hash[:12]}"
+        files = _attachments([r.relpath for r in returned if r.relpath])
+        earlier = session.exec(
+            select(Notification.id).where(
+                Notification.receipt_id == receipt.id,
+                Notification.key.like(f"{receipt.key}/delivered-%"),  # type: ignore[attr-defined]
+            )
+        ).first()
+        context["corrected"] = earlier is not None
+    else:
+        template, step, files = "document_delivered", "delivered", document.relpath
+    count = 0
     email_channels = _email_channels(cfg, unit.id)
     for s in unit.signatories:
         for channel in email_channels[:1]:
-            subject, body = render_message("document_delivered", {**context, "signatory": s.name, "signatory_id": s.id})
+            subject, body = render_message(template, {**context, "signatory": s.name, "signatory_id": s.id})
             queue_notification(
                 session,
-                key=f"{receipt.key}/delivered/{s.id}",
+                key=f"{receipt.key}/{step}/{s.id}",
                 recipient_unit=unit.id,
                 channel_id=channel,
                 address=s.email,
@@ -64,20 +133,19 @@ def queue_delivery(session: Session, cfg: OrgConfig, receipt: Receipt, document:
                 body=body,
                 cycle_id=receipt.cycle_id,
                 receipt_id=receipt.id,
-                attachment=document.relpath,
-                link=link,
+                attachment=files,
+                link=str(context["link"]),
             )
             count += 1
     for c in unit.contacts:
         if _kind(cfg, c.channel) == "email":
             continue
         subject, body = render_message(
-            "document_delivered",
-            {**context, "signatory": unit.name, "signatory_id": "", "code": "(skickas per e-post)"},
+            template, {**context, "signatory": unit.name, "signatory_id": "", "code": "(skickas per e-post)"}
         )
         queue_notification(
             session,
-            key=f"{receipt.key}/delivered/{c.channel}/{c.address}",
+            key=f"{receipt.key}/{step}/{c.channel}/{c.address}",
             recipient_unit=unit.id,
             channel_id=c.channel,
             address=c.address,
@@ -85,7 +153,7 @@ def queue_delivery(session: Session, cfg: OrgConfig, receipt: Receipt, document:
             body=body,
             cycle_id=receipt.cycle_id,
             receipt_id=receipt.id,
-            link=link,
+            link=str(context["link"]),
         )
         count += 1
     return count
@@ -95,7 +163,7 @@ def queue_decision_notice(session: Session, cfg: OrgConfig, receipt: Receipt) ->
     """Tell the sender that the receiver agreed or disputed (a dispute asks for a new version)."""
     sender = cfg.unit(receipt.sender_unit)
     name = "receipt_disputed" if receipt.state == ReceiptState.DISPUTED else "receipt_agreed"
-    link = phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
+    link = handoff_link(session, cfg, receipt)
     document = session.get(Document, receipt.document_id) if receipt.document_id else None
     subject, body = render_message(
         name,

@@ -215,7 +215,8 @@ def queue_notification(
     if not key.strip() or not address.strip():
         raise ValueError("notification key and address must not be empty")
     if attachment is not None:
-        _check_relpath(attachment)
+        for relpath in attachment.split(ATTACHMENT_SEPARATOR):
+            _check_relpath(relpath)
     row = Notification(
         key=key,
         recipient_unit=recipient_unit,
@@ -756,7 +757,9 @@ def _reuse_tls_contexts() -> None:
         email_base.ssl = _ReusedTLSContexts()  # type: ignore[assignment]
 
 
-def _send(url: str, subject: str, body: str, attachment: Path | None, hidden: Iterable[str] = ()) -> str | None:
+def _send(
+    url: str, subject: str, body: str, attachment: tuple[Path, ...] | Path | None, hidden: Iterable[str] = ()
+) -> str | None:
     """Send one message; None on success, else the reason (masked, `hidden` too)."""
     import apprise  # imported late: loading its plugins takes ~0.5 s
 
@@ -777,13 +780,23 @@ def _send(url: str, subject: str, body: str, attachment: Path | None, hidden: It
                 title=subject,
                 body=body,
                 body_format=apprise.NotifyFormat.TEXT,
-                attach=str(attachment) if attachment is not None else None,
+                attach=_attach_list(attachment),
             )
         finally:
             _close(plugin)
     if ok:
         return None
     return " | ".join(dict.fromkeys(lines)) or "apprise reported a failure without a reason"
+
+
+def _attach_list(attachment: tuple[Path, ...] | Path | None) -> list[str] | None:
+    if attachment is None:
+        return None
+    paths = (attachment,) if isinstance(attachment, Path) else attachment
+    return [str(p) for p in paths] or None
+
+
+ATTACHMENT_SEPARATOR = "\n"  # a message may carry several files (a template in two parts)
 
 
 def _attachment_path(base_dir: Path, relpath: str) -> Path:
@@ -812,7 +825,7 @@ class _Outgoing:
     url: str
     subject: str
     body: str
-    attachment: Path | None
+    attachment: tuple[Path, ...] | None
     hidden: tuple[str, ...]  # never to be logged: the channel's secrets, the one-time code
 
 
@@ -829,7 +842,7 @@ def _prepare(item: _Claimed, channels: Mapping[str, Channel], base_dir: Path, se
         body = f"{body}\n\nReferens: {item.key}"
     attachment = None
     if item.attachment and channel.kind == "email":
-        attachment = _attachment_path(base_dir, item.attachment)
+        attachment = tuple(_attachment_path(base_dir, p) for p in item.attachment.split(ATTACHMENT_SEPARATOR))
     return _Outgoing(url, subject, body, attachment, (*secrets, *([code] if code else [])))
 
 

@@ -32,7 +32,7 @@ from sqlmodel import Session, select
 from config.schema import OrgConfig
 from models.db import session_scope, with_retry
 from models.errors import UserError
-from models.tables import Document, PortalFailure, PortalTokenUse, Receipt, utcnow
+from models.tables import Document, HandoffMode, PortalFailure, PortalTokenUse, Receipt, utcnow
 from tasks.audit import audit
 from tasks.receipts import _secret_key, code_expiry
 
@@ -147,12 +147,10 @@ def _stockholm():  # noqa: ANN202 - a ZoneInfo
 # -- who the recipient is -------------------------------------------------------------------------
 
 
-def author_unit(receipt: Receipt, document: Document | None) -> str | None:
-    """The unit that fills in the handoff's document (hands in the return), or None for a decision
-    handoff, whose document the receiver only reads and agrees on."""
-    if document is None or document.unit_id == receipt.receiver_unit:
-        return None
-    return document.unit_id
+def author_unit(receipt: Receipt, document: Document | None = None) -> str | None:
+    """The unit that fills in the handoff's document and hands in the return (a fill-in handoff's
+    sender), or None for a decision handoff, whose document the receiver only reads and agrees on."""
+    return receipt.sender_unit if receipt.mode == HandoffMode.FILL_IN else None
 
 
 def _matches(cfg: OrgConfig, unit_id: str, recipient: str) -> str | None:

@@ -17,15 +17,7 @@ from sqlmodel import Session, select
 from config.schema import OrgConfig
 from models.tables import Milestone, PhaseRun, PhaseState, Receipt, ReceiptState
 from tasks.followup_calendar import occasion_name
-from tasks.receipts import current_receipts, occasion_of
-
-STATE_SV = {
-    ReceiptState.ISSUED: "utfärdad",
-    ReceiptState.ACKNOWLEDGED: "mottagen",
-    ReceiptState.AGREED: "överens",
-    ReceiptState.DISPUTED: "bestriden",
-    ReceiptState.SUPERSEDED: "ersatt",
-}
+from tasks.receipts import current_receipts, occasion_of, step_text, waiting_for
 
 
 def artifact_key(*parts: object) -> str:
@@ -51,7 +43,7 @@ def _row(cfg: OrgConfig, r: Receipt) -> dict[str, str]:
         "från": r.sender_unit,
         "till": r.receiver_unit,
         "version": str(r.version),
-        "status": STATE_SV.get(ReceiptState(r.state), r.state),
+        "status": step_text(r.mode, r.state),
         "sista dag": r.deadline.isoformat(),
         "signerad av": r.signed_by or "",
         "kommentar": (r.comment or "")[:200],
@@ -67,6 +59,8 @@ class PhaseStatus:
     total: int
     window: tuple[date, date]
     occasion: str = ""  # a follow-up occasion's run is a row of its own
+    awaiting_return: int = 0  # fill-in receipts whose author has not handed back
+    awaiting_signature: int = 0  # receipts whose receiver has not signed (the return in, if any)
 
 
 def phase_windows(cfg: OrgConfig, plan_year: int) -> dict[str, tuple[date, date]]:
@@ -118,28 +112,33 @@ def phase_statuses(session: Session, cfg: OrgConfig, cycle_id: int, plan_year: i
         runs.setdefault(r.phase, []).append(r)
     # Counted by the database: a large region's cycle has thousands of receipts, none needed as objects.
     # Per topic, since a follow-up occasion's receipts are told by their topic (tasks.receipts.occasion_of).
-    counts: dict[tuple[str, str], list[int]] = {}
+    counts: dict[tuple[str, str], list[int]] = {}  # agreed, total, awaiting return, awaiting signature
     rows = session.exec(
-        select(Receipt.phase, Receipt.topic, Receipt.state, func.count())
+        select(Receipt.phase, Receipt.topic, Receipt.mode, Receipt.state, func.count())
         .where(Receipt.cycle_id == cycle_id, Receipt.state != ReceiptState.SUPERSEDED)
-        .group_by(Receipt.phase, Receipt.topic, Receipt.state)
+        .group_by(Receipt.phase, Receipt.topic, Receipt.mode, Receipt.state)
     )
-    for phase, topic, state, n in rows:
+    for phase, topic, mode, state, n in rows:
+        step = waiting_for(mode, state)
         for key in {(phase, ""), (phase, occasion_of(topic))}:  # the whole phase, and the occasion's
-            c = counts.setdefault(key, [0, 0])
+            c = counts.setdefault(key, [0, 0, 0, 0])
             c[1] += n
             c[0] += n if state == ReceiptState.AGREED else 0
+            c[2] += n if step == "retur" else 0
+            c[3] += n if step == "kvittens" else 0
     out = []
     for p in cfg.wheel.phases:
         if p.id not in runs:
-            agreed, total = counts.get((p.id, ""), [0, 0])
-            out.append(PhaseStatus(p.id, p.name, "not started", agreed, total, windows[p.id]))
+            agreed, total, returns, signatures = counts.get((p.id, ""), [0, 0, 0, 0])
+            out.append(PhaseStatus(p.id, p.name, "not started", agreed, total, windows[p.id], "", returns, signatures))
             continue
         # A run without occasion first (every phase but the follow-up), then the occasions by date.
         for run in sorted(runs[p.id], key=lambda r: (r.occasion != "", r.occasion.partition("-")[2], r.occasion)):
-            agreed, total = counts.get((p.id, run.occasion), [0, 0])
+            agreed, total, returns, signatures = counts.get((p.id, run.occasion), [0, 0, 0, 0])
             name = f"{p.name} – {occasion_name(run.occasion)}" if run.occasion else p.name
-            out.append(PhaseStatus(p.id, name, run.state, agreed, total, windows[p.id], run.occasion))
+            out.append(
+                PhaseStatus(p.id, name, run.state, agreed, total, windows[p.id], run.occasion, returns, signatures)
+            )
     return out
 
 

@@ -1,10 +1,14 @@
 """Handoff receipts (kvittenser): the one place for their rules.
 
-A receipt is issued when a sender hands a document to a receiver; the receiver acknowledges it
-(a returned document was read back), then agrees or disputes. A dispute asks the sender for a
-new version; the new version's receipt supersedes the old one and links to it.
+A receipt is issued when a sender hands a document to a receiver. A decision handoff's receiver
+agrees or disputes the document as sent. A fill-in handoff is two steps: the request (the template
+goes to the sender, its author, who fills it in) and the delivery (the validated return reaches
+the receiver, the receipt is acknowledged and its content hash becomes the return's); the receiver
+can agree or dispute only once the return is in. A dispute asks the sender for a new version; the
+new version's receipt supersedes the old one and links to it.
 
     issued → acknowledged → agreed | disputed → superseded
+    (fill-in: issued = waiting for the return, acknowledged = waiting for the receiver)
 
 Only a signatory of the receiving unit may sign, with the one-time code sent in the notification
 that delivered the document; an operator may sign on the unit's behalf with a written reason.
@@ -27,7 +31,7 @@ from sqlmodel import Session, select
 from config.schema import OrgConfig
 from models.db import home, with_retry
 from models.errors import AuthorisationError, NotFoundError, UserError
-from models.tables import Cycle, Document, Receipt, ReceiptState, Signatory, utcnow
+from models.tables import Cycle, Document, HandoffMode, Receipt, ReceiptState, Signatory, Unit, utcnow
 from tasks.audit import audit
 from tasks.handoffs import PHASE_REQUIRES, STOCKHOLM, Handoff
 
@@ -179,6 +183,7 @@ def issue_receipt(
         phase=document.phase,
         topic=h.topic,
         direction=h.direction,
+        mode=h.mode,
         sender_unit=h.sender,
         receiver_unit=h.receiver,
         document_id=document.id,
@@ -238,6 +243,8 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
     if receipt.state not in SIGNABLE:
         hint = " (a newer version replaces it)" if receipt.state == ReceiptState.SUPERSEDED else ""
         raise UserError(f"receipt {receipt.id}: already {receipt.state}{hint}; nothing was changed")
+    if receipt.mode == HandoffMode.FILL_IN and receipt.state == ReceiptState.ISSUED:
+        raise UserError(awaiting_return(session, receipt))
     if dispute and not (req.comment and req.comment.strip()):
         raise UserError(f"receipt {receipt.id}: a dispute needs a comment saying what must change")
     if req.comment and len(req.comment) > MAX_COMMENT:
@@ -336,13 +343,76 @@ def dispute(cfg: OrgConfig, req: SignRequest, url: str | None = None) -> Receipt
     return _decide(cfg, req, dispute=True, url=url)
 
 
-def acknowledge(session: Session, receipt: Receipt, by: str) -> None:
-    """A returned document was read back: the receipt moves from issued to acknowledged."""
-    if receipt.state == ReceiptState.ISSUED:
+def awaiting_return(session: Session, receipt: Receipt) -> str:
+    """The refusal of a signature before a fill-in handoff's return is in: what is missing, from whom."""
+    document = session.get(Document, receipt.document_id) if receipt.document_id else None
+    what = f"«{document.title}»" if document else "returen"
+    author = session.get(Unit, receipt.sender_unit)
+    who = author.name if author else receipt.sender_unit
+    return (
+        f"kvittens {receipt.id}: väntar på retur från {who}: {what} har inte lämnats in ifylld "
+        f"(senast {receipt.deadline:%Y-%m-%d}); kvittensen kan godkännas eller bestridas först när returen är inne; "
+        "ingenting ändrades"
+    )
+
+
+def acknowledge(session: Session, receipt: Receipt, by: str, content_hash: str | None = None) -> bool:
+    """The handoff's returned documents were read back: the receipt moves from issued to
+    acknowledged and, for a fill-in handoff, names the returned content (`content_hash`). A
+    corrected return before the receiver has decided names the new content. True when changed."""
+    if receipt.state not in SIGNABLE:
+        return False
+    changed = receipt.state == ReceiptState.ISSUED
+    if changed:
         receipt.state = ReceiptState.ACKNOWLEDGED
         receipt.acknowledged_by, receipt.acknowledged_at = by, utcnow()
-        receipt.updated_at = receipt.acknowledged_at
+    if content_hash is not None and receipt.mode == HandoffMode.FILL_IN and receipt.content_hash != content_hash:
+        receipt.content_hash = content_hash
+        changed = True
+    if changed:
+        receipt.updated_at = utcnow()
         session.add(receipt)
+    return changed
+
+
+def waiting_for(mode: str, state: str) -> str:
+    """Whose step is next, in one word: "retur" (the author), "kvittens" (the receiver), "ny version"
+    (the sender, after a dispute), "" when nothing is awaited."""
+    if state == ReceiptState.ISSUED:
+        return "retur" if mode == HandoffMode.FILL_IN else "kvittens"
+    if state == ReceiptState.ACKNOWLEDGED:
+        return "kvittens"
+    if state == ReceiptState.DISPUTED:
+        return "ny version"
+    return ""
+
+
+STEP_TEXT = {"retur": "väntar på retur", "kvittens": "väntar på kvittens", "ny version": "väntar på ny version"}
+STATE_TEXT = {ReceiptState.AGREED: "godkänd", ReceiptState.SUPERSEDED: "ersatt"}
+
+
+def step_text(mode: str, state: str) -> str:
+    """The state as a reader takes it in: "väntar på retur", "väntar på kvittens", "godkänd" …"""
+    step = waiting_for(mode, state)
+    return STEP_TEXT[step] if step else STATE_TEXT.get(state, state)  # type: ignore[call-overload]
+
+
+def owes_next_step(mode: str, state: str, sender: str, receiver: str) -> str:
+    """The unit that owes the next step: the author until the return is in (or after a dispute),
+    then the receiver until it has signed."""
+    return sender if waiting_for(mode, state) in ("retur", "ny version") else receiver
+
+
+def replaced_because(session: Session, document_id: int | None) -> str | None:
+    """Why a document's version replaces the one before: the dispute comment of the receipt it
+    supersedes; None for a first version."""
+    if document_id is None:
+        return None
+    receipt = session.exec(select(Receipt).where(Receipt.document_id == document_id)).first()
+    if receipt is None or receipt.supersedes_id is None:
+        return None
+    previous = session.get(Receipt, receipt.supersedes_id)
+    return (previous.comment or "").strip() or None if previous else None
 
 
 # -- reading --------------------------------------------------------------------------------------

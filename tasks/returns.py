@@ -64,19 +64,20 @@ from openpyxl.utils.datetime import from_excel
 from sqlmodel import Session, select
 
 from config.schema import OrgConfig
-from models.db import session_scope, with_retry
+from models.db import output_root, session_scope, with_retry
 from models.errors import UserError
-from models.tables import Document, Receipt, ReceiptState, Submission, utcnow
+from models.tables import Document, HandoffMode, Receipt, ReceiptState, Submission, utcnow
 from tasks.audit import audit
 from tasks.documents import catalog, word
 from tasks.documents.catalog import DocRequest, Expected
 from tasks.documents.excel import INSTRUCTIONS_SHEET, META_SHEET, sheet_title
 from tasks.documents.files import atomic_save
-from tasks.documents.model import ColumnSpec, Fixed, SheetSpec
-from tasks.documents.sanitize import MAX_CELL_CHARS, clean_text
+from tasks.documents.model import ColumnSpec, Fixed, SheetSpec, content_hash
+from tasks.documents.sanitize import MAX_CELL_CHARS, clean_text, safe_filename, safe_path
 from tasks.followup_calendar import find_occasion
-from tasks.handoffs import handoffs_for_phase
-from tasks.receipts import acknowledge
+from tasks.handoffs import handoffs_for_phase, topic_kind
+from tasks.messages import queue_delivery
+from tasks.receipts import acknowledge, occasion_of
 
 log = logging.getLogger(__name__)
 
@@ -546,7 +547,7 @@ def _request(cfg: OrgConfig, ident: Identity, name: str) -> tuple[DocRequest, An
             "dokument-id",
             f"dokumentet tillhör organisationen {_show(ident.org)}, inte {_show(cfg.organisation.id)}",
         )
-    if ident.kind not in catalog.KINDS:
+    if ident.kind not in catalog.KINDS and ident.kind not in catalog.LEVEL_REPORT_KINDS:
         raise _fail(name, "dokument-id", f"okänd dokumenttyp {_show(ident.kind)}")
     occasion = None
     extra: tuple[tuple[str, str], ...] = ()
@@ -574,6 +575,13 @@ class _Route:
 
 
 def _routes(cfg: OrgConfig, year: int, req: DocRequest, occasion: Any, key: str) -> list[_Route]:
+    if req.kind in catalog.LEVEL_REPORT_KINDS:
+        # A level report goes to the level's parent (tasks.level_reports); the top level's is not handed on.
+        parent = cfg.unit(req.unit_id).parent
+        if parent is None or occasion is None:
+            return []
+        keys = tuple(catalog.doc_key(cfg, year, dataclasses.replace(req, kind=k)) for k in catalog.LEVEL_REPORT_KINDS)
+        return [_Route(f"{catalog.LEVEL_REPORT_KINDS[0]}-{occasion.key}", req.unit_id, parent, keys)]
     try:
         handoffs = handoffs_for_phase(cfg, year, req.phase_id, occasion)
     except (KeyError, ValueError):
@@ -1116,7 +1124,8 @@ def submit_bytes(
         if check is not None:
             check(doc)
         try:
-            exp = catalog.expected(cfg, ident.year, req)
+            # A document built from data (a level report) is read against what was sent, as stored.
+            exp = catalog.expected_from_spec(doc.spec) if doc.spec else catalog.expected(cfg, ident.year, req)
         except UserError as exc:  # the configuration no longer has the unit or the kind
             raise _fail(name, "dokument-id", str(exc)) from None
         if exp.format != pkg.format or doc.format != pkg.format:
@@ -1145,20 +1154,87 @@ def submit_bytes(
     finally:
         opened.close()
     routes = _routes(cfg, ident.year, req, occasion, ident.doc_key)
+    kept = _keep_file(doc, pkg, file_hash)
 
     def record(session: Session) -> SubmissionResult:
-        return _record(session, name, doc.id, ident, routes, file_hash, content, pkg, actor)  # type: ignore[arg-type]
+        return _record(session, cfg, name, doc.id, routes, file_hash, content, pkg, actor, kept)  # type: ignore[arg-type]
 
     return with_retry(record, url)
 
 
-def content_labels(cfg: OrgConfig, doc_key: str) -> tuple[dict[str, str], dict[str, str]]:
-    """What a reader calls the parts of a return of the sent document `doc_key`: (Word field name →
-    its heading, Excel sheet name → the sheet's title). Renders the expected content in memory."""
-    ident = parse_doc_key(doc_key, doc_key)
-    req, _ = _request(cfg, ident, doc_key)
-    exp = catalog.expected(cfg, ident.year, req)
+def content_labels(cfg: OrgConfig, doc: Document) -> tuple[dict[str, str], dict[str, str]]:
+    """What a reader calls the parts of a return of the sent document: (Word field name → its
+    heading, Excel sheet name → the sheet's title). Renders the expected content in memory."""
+    if doc.spec:
+        exp = catalog.expected_from_spec(doc.spec)
+    else:
+        ident = parse_doc_key(doc.key, doc.key)
+        req, _ = _request(cfg, ident, doc.key)
+        exp = catalog.expected(cfg, ident.year, req)
     return dict(exp.fields), _sheet_titles(exp)
+
+
+RETURNED_FOLDER = "inkommet"
+
+
+def _keep_file(doc: Document, pkg: Package, file_hash: str) -> str:
+    """Keep the accepted file as it was read (cleaned) beside the sent document, for the receiver to
+    open: <phase folder>/inkommet/<sent name>_<hash>.<ext>. Written before the transaction (a
+    crash leaves a file the retry writes again under the same name, never a row without one)."""
+    root = output_root()
+    sent = Path(doc.relpath)
+    name = safe_filename(f"{sent.stem}_{file_hash[:12]}.{pkg.format}")
+    path = safe_path(root, *sent.parent.parts, RETURNED_FOLDER, name)
+    if not path.exists():
+        atomic_save(path, lambda fh: fh.write(pkg.data))
+    return path.relative_to(root.resolve()).as_posix()
+
+
+def fill_in_documents(session: Session, receipt: Receipt) -> list[Document]:
+    """What a fill-in receipt's author is asked to fill in and hand back: the author's documents of
+    the receipt's phase and version (of its follow-up occasion; a level's report apart from its own
+    follow-up return), in a stable order."""
+    topic = topic_kind(receipt.topic)
+    occasion = occasion_of(receipt.topic)
+    docs = session.exec(
+        select(Document).where(
+            Document.cycle_id == receipt.cycle_id,
+            Document.phase == receipt.phase,
+            Document.unit_id == receipt.sender_unit,
+            Document.version == receipt.version,
+        )
+    ).all()
+    level = topic == catalog.LEVEL_REPORT_KINDS[0]
+    return sorted(
+        (
+            d
+            for d in docs
+            if (d.kind in catalog.LEVEL_REPORT_KINDS) == level
+            and (f"-{occasion}/" in d.key if occasion else True)
+            and (level or catalog.KINDS[d.kind].phase == receipt.phase)
+        ),
+        key=lambda d: d.id or 0,
+    )
+
+
+def latest_returns(session: Session, keys: tuple[str, ...]) -> dict[str, Submission]:
+    """The latest return of each document key that has one."""
+    latest: dict[str, Submission] = {}
+    rows = session.exec(
+        select(Document.key, Submission)
+        .join(Submission, Submission.document_id == Document.id)  # type: ignore[arg-type]
+        .where(Document.key.in_(keys))  # type: ignore[attr-defined]
+        .order_by(Submission.id)  # type: ignore[arg-type]
+    ).all()
+    for key, sub in rows:
+        latest[key] = sub
+    return latest
+
+
+def returned_content_hash(returns: dict[str, Submission]) -> str:
+    """The hash of a fill-in handoff's returned content, what the receiver agrees to: the latest
+    return of each of its fill-in documents, by document key."""
+    return content_hash({k: returns[k].content for k in sorted(returns)})
 
 
 def _squash(text: str) -> str:
@@ -1167,14 +1243,15 @@ def _squash(text: str) -> str:
 
 def _record(
     session: Session,
+    cfg: OrgConfig,
     name: str,
     document_id: int,
-    ident: Identity,
     routes: list[_Route],
     file_hash: str,
     content: dict[str, Any],
     pkg: Package,
     actor: str,
+    relpath: str,
 ) -> SubmissionResult:
     doc = session.get(Document, document_id)
     assert doc is not None
@@ -1225,22 +1302,31 @@ def _record(
         unit_id=doc.unit_id,
         file_hash=file_hash,
         content=content,
+        relpath=relpath,
         received_at=now,
     )
     session.add(sub)
     session.flush()
+    sub_key = doc.key
     acknowledged: list[str] = []
     waiting: list[str] = []
     have = _submitted_keys(session, {k for route in routes for k in route.fill_in_keys})
     for r in current:
-        if r.state != ReceiptState.ISSUED:
-            continue
         route = next((x for x in routes if (x.topic, x.sender, x.receiver) == _triple(r)), None)
         missing = [k for k in (route.fill_in_keys if route else ()) if k not in have]
         if missing:
             waiting.extend(k for k in missing if k not in waiting)
             continue
-        acknowledge(session, r, by=actor)
+        was_issued = r.state == ReceiptState.ISSUED
+        returns = latest_returns(session, route.fill_in_keys) if route and route.fill_in_keys else {sub_key: sub}
+        if not acknowledge(session, r, by=actor, content_hash=returned_content_hash(returns)):
+            continue
+        if r.mode == HandoffMode.FILL_IN:
+            # The delivery: the receiver is asked to agree to what came back (again, if corrected).
+            main = session.get(Document, r.document_id) if r.document_id else doc
+            queue_delivery(session, cfg, r, main or doc, returned=list(returns.values()))
+        if not was_issued:
+            continue
         audit(
             session,
             actor=actor,

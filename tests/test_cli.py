@@ -265,9 +265,7 @@ def test_sign_dispute_and_resume_hand_the_users_configuration_to_the_resume(
 
 def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) -> None:
     from config.loader import load_config
-    from models.tables import ReceiptState
-    from tasks.progress import STATE_SV
-    from tasks.receipts import SignRequest, code_for, dispute, sign
+    from tasks.receipts import SignRequest, code_for, dispute, sign, step_text
 
     cfg = load_config("region")
     agreed, disputed = issued[0], issued[1]
@@ -288,15 +286,16 @@ def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) 
                 "från": r.sender_unit,
                 "till": r.receiver_unit,
                 "version": "1",
-                "status": STATE_SV[ReceiptState(r.state)],
+                "status": step_text(r.mode, r.state),
                 "sista dag": r.deadline.isoformat(),
                 "signerad av": r.signed_by or "",
                 "kommentar": r.comment or "",
             }
         )
     assert shown == expected
-    assert [row["status"] for row in shown[:2]] == ["överens", "bestriden"]
-    assert {row["status"] for row in shown[2:]} == {"utfärdad"} and len(shown) > 2
+    # Planning prerequisites are a decision handoff: an open receipt waits for the receiver's signature.
+    assert [row["status"] for row in shown[:2]] == ["godkänd", "väntar på ny version"]
+    assert {row["status"] for row in shown[2:]} == {"väntar på kvittens"} and len(shown) > 2
 
     only_agreed = table_rows(runner.invoke(app, ["receipt", "list", "--state", "agreed", "--config", "region"]).output)
     assert [row["id"] for row in only_agreed] == [str(agreed)]

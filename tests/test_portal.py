@@ -160,7 +160,7 @@ def test_dispute_needs_a_comment_and_decision_handoffs(world, app):
         assert exc.value.status == 400 and snapshot(world.url) == before
         csrf = p._csrf()
         assert "bestridande är registrerat" in p.dispute("Ramen för 2029 saknas i bilaga 2.")
-        assert "Läge: bestriden" in p.html and "Ramen för 2029 saknas i bilaga 2." in p.html
+        assert "Läge: väntar på ny version" in p.html and "Ramen för 2029 saknas i bilaga 2." in p.html
         # the same link once more: used
         r = http.post(f"/kvittens/{pf.id}/godkann", data={"csrf": csrf})
         assert r.status_code == 409 and "redan använts" in message_of(r.text)

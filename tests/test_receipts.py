@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlmodel import func, select
 
 from config.loader import load_config
+from flows.demo_authors import hand_back
 from models.db import get_engine, session_scope
 from models.errors import AuthorisationError, NotFoundError, UserError
 from models.tables import AuditEntry, Document, Notification, Receipt, ReceiptState
@@ -207,6 +208,10 @@ def test_fifty_concurrent_signings_each_recorded_once(cfg, db_url, tmp_path):
     issued = _receipts(db_url, "follow_up")
     rows = issued[:50]
     assert len(rows) == 50 and len({r.topic for r in rows}) == 2  # receipts of both occasions
+    for r in rows:  # a follow-up receipt is agreed on its return: each unit hands back first
+        hand_back(cfg, r.id, tmp_path / "returns", url=db_url, out_root=tmp_path)
+    rows = [r for r in _receipts(db_url, "follow_up") if r.id in {x.id for x in rows}]
+    assert {r.state for r in rows} == {ReceiptState.ACKNOWLEDGED}
     with session_scope(db_url) as s:
         last_notification = s.exec(select(func.max(Notification.id))).one()
     errors: list[BaseException] = []
@@ -229,7 +234,7 @@ def test_fifty_concurrent_signings_each_recorded_once(cfg, db_url, tmp_path):
     after = _receipts(db_url, "follow_up")
     # exactly the 50 agreed, each by its own signature; the others untouched
     assert sorted(x.id for x in after if x.state == ReceiptState.AGREED) == sorted(signed)
-    assert all(x.state == ReceiptState.ISSUED for x in after if x.id not in signed)
+    assert all(x.state == ReceiptState.ISSUED for x in after if x.id not in signed)  # their returns not in
     assert all(x.signed_at and x.code_hash is None for x in after if x.id in signed)
     with session_scope(db_url) as s:
         agreed = s.exec(select(AuditEntry.subject).where(AuditEntry.action.startswith("receipt_agreed"))).all()  # type: ignore[attr-defined]

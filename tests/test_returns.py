@@ -765,7 +765,9 @@ def test_an_outdated_version_is_refused_naming_both(cfg, db_url, tmp_path):
     chosen = _distribute(cfg, db_url, out, "committee_feedback")
     v1 = _doc(db_url, "aterkoppling", "HSN")
     filled_v1 = tmp_path / "v1.docx"
-    fill_docx(out / v1.relpath, filled_v1, FEEDBACK)
+    fill_docx(out / v1.relpath, tmp_path / "v1-handed-in.docx", {**FEEDBACK, "risk_kanslighet": ["Inga risker."]})
+    submit_file(cfg, tmp_path / "v1-handed-in.docx", url=db_url, actor="t")  # the receiver disputes what came back
+    fill_docx(out / v1.relpath, filled_v1, FEEDBACK)  # a corrected file, too late for version 1
     [r1] = _receipts(db_url, "committee_feedback")
     dispute(cfg, SignRequest(r1.id, _signer(cfg, r1), code_for(r1.key), comment="Risker saknas."), db_url)
 

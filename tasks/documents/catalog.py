@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from config.schema import OrgConfig, Unit
 from models.errors import UserError
@@ -28,7 +29,9 @@ from tasks.documents.model import (
     RiskMatrixSpec,
     SheetSpec,
     TableData,
+    canonical,
     content_hash,
+    from_canonical,
 )
 from tasks.documents.sanitize import safe_filename, safe_path
 from tasks.documents.yeardata import YearData, year_data
@@ -51,6 +54,9 @@ __all__ = [
 
 # Bump when the writers change what a document looks like: the content hash changes with it.
 RENDERER_VERSION = 1
+# Documents built from the returns below a level (tasks.level_reports) rather than from the
+# configuration: they are read back against the spec stored with them (`expected_from_spec`).
+LEVEL_REPORT_KINDS = ("nivarapport", "nivarapport_siffror")
 
 
 @dataclass(frozen=True)
@@ -393,6 +399,42 @@ class Expected:
         return any(
             isinstance(s, SheetSpec) and (s.blank_rows > 0 or any(c.editable for c in s.columns)) for s in self.sheets
         )
+
+
+def spec_of(
+    meta: DocMeta,
+    digest: str,
+    *,
+    markup: str | None = None,
+    tables: dict[str, TableData] | None = None,
+    sheets: tuple[SheetSpec | RiskMatrixSpec, ...] = (),
+    instructions: str = "",
+) -> dict[str, object]:
+    """What `expected_from_spec` rebuilds an `Expected` from: stored with a document built from data."""
+    data = {"meta": meta, "digest": digest, "markup": markup, "tables": tables or {}, "sheets": sheets}
+    return canonical({**data, "instructions": instructions})  # type: ignore[return-value]
+
+
+def expected_from_spec(spec: dict[str, object]) -> Expected:
+    """The `Expected` of a document whose spec was stored when it was sent (see `spec_of`)."""
+    data: dict[str, Any] = from_canonical(spec)  # type: ignore[assignment]
+    meta: DocMeta = data["meta"]
+    markup = data["markup"]
+    fmt: Format = "docx" if markup is not None else "xlsx"
+    fields = word.fields_in_markup(markup) if markup is not None else {}
+    return Expected(
+        meta.kind,
+        fmt,
+        meta.title,
+        meta.recipient,
+        data["digest"],
+        fields,
+        tuple(data["sheets"]),
+        meta,
+        markup,
+        dict(data["tables"]),
+        data["instructions"],
+    )
 
 
 def expected(cfg: OrgConfig, plan_year: int, req: DocRequest) -> Expected:

@@ -160,6 +160,9 @@ class RenderedDoc:
     content_hash: str
     doc_key: str
     title: str
+    # Canonical JSON of what a return is read against, for documents built from data rather than
+    # from the configuration alone (level reports); None for the catalog's documents.
+    spec: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,33 @@ def _canonical(value: object) -> object:
     if isinstance(value, bytes):  # a picture: its digest stands for it
         return {"sha256": hashlib.sha256(value).hexdigest()}
     return value
+
+
+def canonical(value: object) -> object:
+    """`value` as the JSON the content hash is taken of (dataclasses tagged with their type)."""
+    return _canonical(value)
+
+
+_DECODABLE = {c.__name__: c for c in (DocMeta, TableData, ColumnSpec, SheetSpec, RiskMatrixSpec, Fixed)}
+
+
+def from_canonical(value: object) -> object:
+    """The inverse of `canonical` for the writers' data (not pictures): tagged dicts become their
+    dataclasses, lists tuples, and DocMeta's date a date again."""
+    if isinstance(value, list):
+        return tuple(from_canonical(v) for v in value)
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("__type")
+    if kind is None:
+        return {k: from_canonical(v) for k, v in value.items()}
+    cls = _DECODABLE.get(str(kind))
+    if cls is None:
+        raise ValueError(f"cannot rebuild a {kind} from stored JSON")
+    data = {k: from_canonical(v) for k, v in value.items() if k != "__type"}
+    if cls is DocMeta:
+        data["created"] = date.fromisoformat(str(data["created"]))
+    return cls(**data)
 
 
 def content_hash(payload: object) -> str:
