@@ -393,9 +393,7 @@ def create_app(config: str | None = None) -> FastAPI:
             if who.role != "author":
                 raise Refused(403, "Bara den enhet som fyller i dokumentet kan lämna in det.")
             if receipt.state not in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED):
-                raise Refused(
-                    400, f"Överlämningen är {step_text(receipt.mode, receipt.state)}; inget tas emot."
-                )
+                raise Refused(400, f"Överlämningen är {step_text(receipt.mode, receipt.state)}; inget tas emot.")
             addr = client(request)
             claim_use(claims, "upload", addr)
             try:

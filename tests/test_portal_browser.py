@@ -117,7 +117,9 @@ def test_secretary_board_and_operator_in_a_browser(browser, smtp, db_url, tmp_pa
         # the secretary opens the e-mail's link (a phone's screen)
         text = _mail(smtp, "hsn@norrsjo.example", portal_link(cfg, hsn, "hsn@norrsjo.example"))
         [link] = links_in(text)
-        sec = browser.new_context(bypass_csp=True, locale="sv-SE", viewport={"width": 390, "height": 844}, accept_downloads=True)
+        sec = browser.new_context(
+            bypass_csp=True, locale="sv-SE", viewport={"width": 390, "height": 844}, accept_downloads=True
+        )
         s = sec.new_page()
         s.goto(link)
         s.wait_for_url(f"{base}/kvittens/{hsn.id}")
