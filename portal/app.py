@@ -25,7 +25,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from config.loader import load_config
-from models.db import output_root, session_scope, with_retry
+from models.db import output_root, read_session, with_retry
 from models.errors import UserError
 from models.tables import Document, Receipt, ReceiptState, Submission
 from portal import security, views
@@ -118,30 +118,36 @@ def create_app(config: str | None = None) -> FastAPI:
     def check_token(request: Request, token: str, receipt_id: int | None) -> tuple[Claims, Receipt, Recipient]:
         """A genuine, unexpired link of a party to this receipt; refusals counted for the lockout."""
         addr = client(request)
-        with session_scope() as session:
-            why = locked_out(session, addr, receipt_id)
-        if why:
-            raise Refused(429, why)
+        claims: Claims | None = None
+        error: TokenError | None = None
+        receipt: Receipt | None = None
+        who: Recipient | None = None
         try:
             claims = read_token(token)
-            if receipt_id is None:  # the link names its receipt: is that one locked?
-                with session_scope() as session:
-                    why = locked_out(session, addr, claims.receipt_id)
-                if why:
-                    raise Refused(429, why)
-            if receipt_id is not None and claims.receipt_id != receipt_id:
-                raise TokenError("other_receipt", "Länken gäller en annan kvittens.", receipt_id)
-            with session_scope() as session:
+        except TokenError as exc:
+            error = exc
+        claimed = claims.receipt_id if claims else error.receipt_id if error else None
+        with read_session() as session:  # one read: the lockout, the receipt, its document
+            why = locked_out(session, addr, receipt_id if receipt_id is not None else claimed)
+            if why:
+                raise Refused(429, why)
+            if claims is not None and receipt_id is not None and claims.receipt_id != receipt_id:
+                error = TokenError("other_receipt", "Länken gäller en annan kvittens.", receipt_id)
+            elif claims is not None:
                 receipt = session.get(Receipt, claims.receipt_id) if 0 < claims.receipt_id < 2**63 else None
                 if receipt is None:
-                    raise TokenError("unknown_receipt", "Kvittensen i länken finns inte.", None)
-                doc = session.get(Document, receipt.document_id) if receipt.document_id else None
-            who = recipient_of(cfg, receipt, doc, claims.recipient)
-            if who is None:
-                raise TokenError("not_a_party", "Länken gäller inte dig för den här överlämningen.", claims.receipt_id)
-        except TokenError as exc:
-            record_failure(addr, exc)
-            raise Refused(403, str(exc)) from None
+                    error = TokenError("unknown_receipt", "Kvittensen i länken finns inte.", None)
+                else:
+                    doc = session.get(Document, receipt.document_id) if receipt.document_id else None
+                    who = recipient_of(cfg, receipt, doc, claims.recipient)
+                    if who is None:
+                        error = TokenError(
+                            "not_a_party", "Länken gäller inte dig för den här överlämningen.", claims.receipt_id
+                        )
+        if error is not None or claims is None or receipt is None or who is None:
+            assert error is not None
+            record_failure(addr, error)
+            raise Refused(403, str(error))
         return claims, receipt, who
 
     def from_cookie(request: Request, receipt_id: int) -> tuple[Claims, Receipt, Recipient] | None:
@@ -198,14 +204,14 @@ def create_app(config: str | None = None) -> FastAPI:
                 raise Refused(
                     401, "Öppna länken i ditt e-postmeddelande för att se den här överlämningen (sidan kräver den)."
                 )
-            with session_scope() as session:
+            with read_session() as session:
                 receipt = session.get(Receipt, receipt_id) if 0 < receipt_id < 2**63 else None
             if receipt is None:
                 raise Refused(404, "Kvittensen finns inte.")
             claims, who = None, None
         else:
             claims, receipt, who = auth
-        with session_scope() as session:
+        with read_session() as session:
             receipt = session.get(Receipt, receipt_id)
             assert receipt is not None
             ctx = views.handoff(session, cfg, receipt, who, today_stockholm(), labels)
@@ -242,7 +248,7 @@ def create_app(config: str | None = None) -> FastAPI:
             ctx, *_ = handoff_context(request, receipt_id)
         except Refused as exc:
             return refused(request, exc)
-        with session_scope() as session:
+        with read_session() as session:
             sub = session.get(Submission, submission_id) if 0 < submission_id < 2**63 else None
         if sub is None or not sub.relpath or sub.document_id not in {d.id for d in ctx["documents"]}:
             return refused(request, Refused(404, "Den inlämnade filen hör inte till den här överlämningen."))
@@ -297,7 +303,7 @@ def create_app(config: str | None = None) -> FastAPI:
                 )
             except UserError as exc:
                 release_use(claims, "decide")
-                with session_scope() as session:
+                with read_session() as session:
                     now = session.get(Receipt, receipt_id)
                 raise Refused(400, _decision_refusal(now, exc)) from None
         except TokenError as exc:
@@ -425,7 +431,7 @@ def create_app(config: str | None = None) -> FastAPI:
 
     def _own_return(receipt: Receipt, name: str) -> Any:
         def check(doc: Document) -> None:
-            with session_scope() as session:
+            with read_session() as session:
                 main = session.get(Document, receipt.document_id) if receipt.document_id else None
             author = author_unit(receipt, main)
             if author is None:
@@ -456,7 +462,7 @@ def create_app(config: str | None = None) -> FastAPI:
                     break
         if not allowed:
             return refused(request, Refused(401, "Öppna en länk till en av enhetens överlämningar först."))
-        with session_scope() as session:
+        with read_session() as session:
             items = views.unit_items(session, cfg, unit_id, today_stockholm())
         return page(request, "unit.html", {"unit": views.unit_name(cfg, unit_id), **items})
 
@@ -487,7 +493,7 @@ def create_app(config: str | None = None) -> FastAPI:
             return refused(request, exc)
         username = str(form.get("anvandarnamn") or "").strip().lower()[:60]
         addr = client(request)
-        with session_scope() as session:
+        with read_session() as session:
             why = locked_out(session, addr, None)
             row = None if why else check_password(session, username, str(form.get("losenord") or ""))
         if row is None:
@@ -528,7 +534,7 @@ def create_app(config: str | None = None) -> FastAPI:
             require_operator(request)
         except Refused:
             return to_login(request)
-        with session_scope() as session:
+        with read_session() as session:
             rows, total = views.overdue(session, cfg, today_stockholm())
         return page(request, "overdue.html", {"rows": rows, "total": total, "section": "forsenat"})
 
@@ -538,7 +544,7 @@ def create_app(config: str | None = None) -> FastAPI:
             require_operator(request)
         except Refused:
             return to_login(request)
-        with session_scope() as session:
+        with read_session() as session:
             all_cycles = views.cycles(session, cfg)
             cycle = _pick_cycle(all_cycles, request.query_params.get("ar"))
             data = views.progress(session, cfg, cycle) if cycle else {"phases": [], "units": []}
@@ -559,7 +565,7 @@ def create_app(config: str | None = None) -> FastAPI:
         unit = q.get("enhet") or None
         phase = phase if phase in {p.id for p in cfg.wheel.phases} else None
         unit = unit if unit in {u.id for u in cfg.units} else None
-        with session_scope() as session:
+        with read_session() as session:
             all_cycles = views.cycles(session, cfg)
             cycle = _pick_cycle(all_cycles, q.get("ar"), default_latest=False)
             rows = views.audit_log(session, cfg, cycle=cycle, phase=phase, unit=unit)
