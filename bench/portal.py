@@ -34,6 +34,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 YEAR = 2028
+HEADER = (
+    "| when | database | workers | users | open p50/p95 ms | page p50/p95 ms | sign p50/p95 ms | requests | wall s "
+    "| load |"
+)
 
 
 def _free_port() -> int:
@@ -216,16 +220,14 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="append the figures to bench/RESULTS-portal.md")
     args = ap.parse_args()
     res = run(args.users, args.pages, args.workers, args.database)
+    load = os.getloadavg()[0]
     line = (
         f"| {datetime.now():%Y-%m-%d %H:%M} | {res['db']} | {res['workers']} | {res['users']} | "
         f"{res['open_p50']:.0f} / {res['open_p95']:.0f} | {res['page_p50']:.0f} / {res['page_p95']:.0f} | "
-        f"{res['sign_p50']:.0f} / {res['sign_p95']:.0f} | {res['requests']} | {res['wall']:.1f} | {os.getloadavg()[0]:.1f} |"
+        f"{res['sign_p50']:.0f} / {res['sign_p95']:.0f} | {res['requests']} | {res['wall']:.1f} | {load:.1f} |"
     )
-    load = os.getloadavg()[0]
     print(f"{platform.node()} ({os.cpu_count()} cores, load average {load:.1f}), python {platform.python_version()}")
-    print(
-        "| when | database | workers | users | open p50/p95 ms | page p50/p95 ms | sign p50/p95 ms | requests | wall s | load |"
-    )
+    print(HEADER)
     print(line)
     if args.write:
         with (ROOT / "bench" / "RESULTS-portal.md").open("a") as fh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -39,6 +40,23 @@ ACTION_SV = {
     "phase_triggered": "Fasen startades",
     "gate_override": "Grinden åsidosattes",
 }
+
+
+_RECEIPT_KEY = re.compile(r"^[^/]+/(\d{4})/[a-z_]+/[^/]+/([^/>]+)->([^/]+)/v(\d+)$")
+_DOC_KEY = re.compile(r"^[^/]+/(\d{4})/[a-z_]+/([^/]+)/[^/]+/v(\d+)$")
+
+
+def subject_text(cfg: OrgConfig, subject: str | None) -> str:
+    """An audit entry's subject as people read it: units by name, not keys."""
+    if not subject:
+        return ""
+    if m := _RECEIPT_KEY.match(subject):
+        return f"{unit_name(cfg, m[2])} → {unit_name(cfg, m[3])}, version {m[4]}"
+    if m := _DOC_KEY.match(subject):
+        return f"dokument från {unit_name(cfg, m[2])}, version {m[3]}"
+    if subject.startswith("receipt "):
+        return "kvittens " + subject.removeprefix("receipt ")
+    return subject
 
 
 def unit_name(cfg: OrgConfig, unit_id: str) -> str:
@@ -353,7 +371,7 @@ def audit_log(
             "phase": phase_name(cfg, e.phase) if e.phase else "",
             "what": ACTION_SV.get(e.action, e.action.replace("_", " ")),
             "actor": e.actor,
-            "subject": e.subject or "",
+            "subject": subject_text(cfg, e.subject),
             "reason": e.reason or (e.detail or {}).get("comment") or "",
             "client": (e.detail or {}).get("client", ""),
         }

@@ -180,15 +180,23 @@ def recipient_of(cfg: OrgConfig, receipt: Receipt, document: Document | None, re
     """What the token's recipient is in this handoff, or None when they are no party to it."""
     sig = _matches(cfg, receipt.receiver_unit, recipient)
     if sig is not None:
-        name = next((s.name for s in cfg.unit(receipt.receiver_unit).signatories if s.id == sig), recipient)
-        return Recipient("receiver", receipt.receiver_unit, sig or None, f"{name} ({receipt.receiver_unit})")
+        return Recipient(
+            "receiver", receipt.receiver_unit, sig or None, _label(cfg, receipt.receiver_unit, sig, recipient)
+        )
     author = author_unit(receipt, document)
     if author is not None:
         sig = _matches(cfg, author, recipient)
         if sig is not None:
-            name = next((s.name for s in cfg.unit(author).signatories if s.id == sig), recipient)
-            return Recipient("author", author, None, f"{name} ({author})")
+            return Recipient("author", author, None, _label(cfg, author, sig, recipient))
     return None
+
+
+def _label(cfg: OrgConfig, unit_id: str, signatory: str, recipient: str) -> str:
+    """Who acts, as the page and the audit log name them: the signatory's name, or the unit's name
+    and the contact address the link was sent to; the unit id in brackets (as signed_by has it)."""
+    unit = cfg.unit(unit_id)
+    name = next((s.name for s in unit.signatories if s.id == signatory), None) if signatory else None
+    return f"{name} ({unit_id})" if name else f"{unit.name}, {recipient} ({unit_id})"
 
 
 # -- single use and lockout -----------------------------------------------------------------------

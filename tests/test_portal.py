@@ -125,7 +125,10 @@ def test_secretary_hands_in_and_the_board_signs(world, app, tmp_path):
         assert sub.content["fields"]["utvecklingsinsatser"] == "Digitala vårdbesök i hela länet."
         assert s.get(Receipt, hsn.id).state == ReceiptState.ACKNOWLEDGED
     [entry] = audits(world.url, "portal_return")
-    assert entry.detail["client"] == "testclient" and "Hälso- och sjukvårdsnämnden" not in entry.actor
+    assert (
+        entry.detail["client"] == "testclient"
+        and entry.actor == "Hälso- och sjukvårdsnämnden, hsn@norrsjo.example (HSN)"
+    )
 
     signer = cfg.unit("RS").signatories[0]
     with browser(app) as http, PortalClient.open(portal_link(cfg, hsn, signer.id), client=http) as board:
