@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
             return
         out.print(f"[green]mottagen[/green] {file.name}")
         out.print(_table(result))
+        _deliver_now(cfg)
 
     @app.command("inbox")
     @_user_errors
@@ -130,10 +131,25 @@ def register(app: typer.Typer) -> None:
             watch_inbox(cfg, folder, once=once, actor=_actor(actor), interval=interval, on_result=show)
         except KeyboardInterrupt:
             out.print("Bevakningen avslutad.")
+        if counts["processed"]:
+            _deliver_now(cfg)
         out.print(
             f"{counts['processed']} mottagna, {counts['rejected']} avvisade, "
             f"{counts['waiting']} väntar, {counts['error']} lämnade kvar efter fel"
         )
+
+
+def _deliver_now(cfg: Any) -> None:
+    """A return completes a handoff's first step: its delivery to the receiver goes out now, not at
+    the next phase run or morning watch. A channel that is down keeps the message in the outbox."""
+    from flows.cli import out
+    from models.db import output_root
+    from tasks.notify import deliver_outbox
+
+    report = deliver_outbox(cfg, base_dir=output_root())
+    waiting = report.retried + report.failed + report.deferred
+    if report.sent or waiting:
+        out.print(f"{report.sent} meddelanden skickade, {waiting} väntar kvar i utkorgen")
 
 
 def _table(result: Any) -> Any:
@@ -151,7 +167,7 @@ def _table(result: Any) -> Any:
         t.add_row("Ifyllda rader", str(rows))
     if result.replaces:
         t.add_row("Ersätter", f"inlämning {result.replaces}")
-    t.add_row("Kvittenser kvitterade", "\n".join(result.acknowledged) or "–")
+    t.add_row("Lämnad till mottagaren", "\n".join(result.acknowledged) or "–")
     if result.waiting_for:
         t.add_row("Väntar på", "\n".join(result.waiting_for))
     return t

@@ -165,10 +165,13 @@ def _run_one(
     from prefect import get_client
     from prefect.deployments import run_deployment
 
+    from flows.demo_authors import hand_back_all
     from flows.registry import PHASE_FLOWS, deployment_name
     from models.db import session_scope
     from tasks.cycle import get_cycle
-    from tasks.receipts import SignRequest, current_receipts, dispute, sign
+    from tasks.notify import deliver_outbox
+    from tasks.receipts import SignRequest, current_receipts, dispute, sign, waiting_for
+    from tasks.returns import exchange_counts
     from tasks.waiting import resume_if_ready
     from tasks.wheel import resolve_wheel
 
@@ -181,6 +184,7 @@ def _run_one(
     task = bar.add_task(f"  {name}", total=None)
     disputed = False
     handed_in = occasion is None  # follow-up: the units hand in their returns before anyone signs
+    returns_folder = home() / "demo-returns"
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     with get_client(sync_client=True) as client:
         while True:
@@ -203,12 +207,18 @@ def _run_one(
                 from flows.demo_returns import hand_in_all
 
                 bar.update(task, description=f"  {name}: the units hand in their returns")
-                hand_in_all(config, year, occasion, home() / "demo-returns")  # type: ignore[arg-type]
+                hand_in_all(config, year, occasion, returns_folder)  # type: ignore[arg-type]
+                deliver_outbox(cfg, base_dir=output_root())
                 bar.update(task, description=f"  {name}")
                 handed_in = True
+            # Every author asked for content fills in and hands back what it received (the level
+            # reports of a follow-up as they come); the deliveries then reach the receivers.
+            if hand_back_all(cfg, cycle.id, phase, returns_folder, topic_prefix=_fill_in_prefix(occasion)):
+                deliver_outbox(cfg, base_dir=output_root())
+                continue
             codes = sink.codes()
             for r in rows:
-                if r.state not in ("issued", "acknowledged"):
+                if waiting_for(r.mode, r.state) != "kvittens":
                     continue
                 signatory = cfg.unit(r.receiver_unit).signatories[0]
                 code = codes.get((r.id, signatory.email.lower()))
@@ -245,6 +255,12 @@ def _run_one(
             f"demo: phase {phase} completed, but {len(unagreed)} planned handoff(s) have no agreed receipt: "
             + ", ".join(unagreed[:5])
         )
+    with session_scope() as s:
+        exchange = exchange_counts(s, cycle.id, phase, occasion or "")  # type: ignore[union-attr]
+    if exchange.agreed_without_return:
+        raise UserError(
+            f"demo: phase {phase}: {exchange.agreed_without_return} fill-in receipt(s) agreed without a stored return"
+        )
     return {
         "phase": phase,
         "name": name,
@@ -253,7 +269,16 @@ def _run_one(
         "receipts": len(rows),
         "agreed": sum(r.state == "agreed" for r in rows),
         "versions": max((r.version for r in rows), default=0),
+        "requests": exchange.requests,
+        "returns": exchange.returns,
+        "without_return": exchange.agreed_without_return,
     }
+
+
+def _fill_in_prefix(occasion: str | None) -> str:
+    """Which fill-in receipts the generic authors answer: in a follow-up occasion the levels' reports
+    (the units' returns, with figures that add up the chain, come from flows.demo_returns)."""
+    return f"nivarapport-{occasion}" if occasion else ""
 
 
 def _planned_without_agreement(cfg: Any, year: int, phase: str, occasion: str | None, rows: list[Any]) -> list[str]:
@@ -284,16 +309,29 @@ def _summary(
     from flows import local_server
 
     t = Table(
-        "phase",
-        "Prefect run",
-        "state",
-        "receipts agreed",
-        "highest version",
-        title=f"{cfg.organisation.name}, plan year {year}",
+        "Fas",
+        "Prefect-körning",
+        "Status",
+        "Förfrågningar",
+        "Returer",
+        "Kvittenser godkända",
+        "Godkända utan retur",
+        "Högsta version",
+        title=f"{cfg.organisation.name}, planår {year}",
     )
     for r in results:
-        t.add_row(r["name"], r["flow_run"][:8], r["state"], f"{r['agreed']} / {r['receipts']}", str(r["versions"]))
+        t.add_row(
+            r["name"],
+            r["flow_run"][:8],
+            r["state"],
+            str(r["requests"]),
+            str(r["returns"]),
+            f"{r['agreed']} / {r['receipts']}",
+            str(r["without_return"]),
+            str(r["versions"]),
+        )
     console.print(t)
+    console.print(f"Ifyllnadskvittenser godkända utan inlämnad retur: {sum(r['without_return'] for r in results)}")
     folder = output_root() / str(year)
     docs = sorted(p for p in folder.rglob("*") if p.suffix in (".docx", ".xlsx"))
     levels = [p for p in docs if "_nivarapport_" in p.name and p.suffix == ".docx"]

@@ -16,11 +16,11 @@ from sqlmodel import Session, select
 
 from config.schema import OrgConfig
 from models.db import session_scope, with_retry
-from models.tables import Cycle, Document
+from models.tables import Cycle, Document, Receipt
 from tasks.documents.catalog import DocRequest, doc_key
 from tasks.documents.model import RenderedDoc
 from tasks.handoffs import Handoff
-from tasks.messages import queue_handoff
+from tasks.messages import queue_handoffs
 from tasks.receipts import PlannedReceipt, issue_receipt, plan_receipts
 from tasks.rendering import render_batch
 
@@ -67,15 +67,14 @@ def distribute(
 
     def record(session: Session) -> tuple[int, int]:
         docs = record_documents(session, cycle_id, rendered)
-        issued = queued = 0
+        created_now: list[tuple[Receipt, list[Document]]] = []
         for p in to_issue:
             keys = [doc_key(cfg, cycle.year, req) for req in _versioned(p)]
             documents = [docs.get(k) or session.exec(select(Document).where(Document.key == k)).one() for k in keys]
             receipt, created = issue_receipt(session, cfg, cycle, p, documents[0], actor=actor)
             if created:
-                issued += 1
-                queued += queue_handoff(session, cfg, receipt, documents)
-        return issued, queued
+                created_now.append((receipt, documents))
+        return len(created_now), queue_handoffs(session, cfg, created_now)
 
     issued, queued = with_retry(record, url)
     return DistributionResult(

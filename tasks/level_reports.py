@@ -35,7 +35,18 @@ from sqlmodel import Session, col, select
 from config.schema import OrgConfig
 from models.db import session_scope, with_retry
 from models.errors import UserError
-from models.tables import AuditEntry, Conclusion, Cycle, Direction, Document, RaisedIssue, utcnow
+from models.tables import (
+    AuditEntry,
+    Conclusion,
+    Cycle,
+    Direction,
+    Document,
+    RaisedIssue,
+    Receipt,
+    ReceiptState,
+    Submission,
+    utcnow,
+)
 from tasks.aggregation import (
     Aggregate,
     Figures,
@@ -66,12 +77,19 @@ from tasks.documents.sanitize import safe_path
 from tasks.documents.yeardata import YearData, one_line, year_data
 from tasks.followup_calendar import Occasion, occasions
 from tasks.handoffs import Handoff
-from tasks.messages import queue_handoff
+from tasks.messages import queue_handoffs
 from tasks.receipts import issue_receipt, plan_receipts
 from tasks.rendering import fan_out
 
 PHASE = "follow_up"
 REPORT, FIGURES = LEVEL_REPORT_KINDS
+# The fields of a level report's own assessment (templates/docs/nivarapport.txt.j2), as the level above reads them.
+LEVEL_ANSWER_LABELS = (
+    ("egen_bedomning", "Samlad bedömning"),
+    ("egna_atgarder", "Vad gör vi själva?"),
+    ("lyfts_vidare", "Vad lyfter vi till nästa nivå?"),
+    ("intern_kontroll_resultat", "Resultat av kontrollerna"),
+)
 OPEN, ACTED_ON = "open", "acted_on"
 HIGH_RISK = 9  # probability × consequence at or above this is a high risk (4 × 4 matrix)
 RENDERER_VERSION = 1
@@ -165,17 +183,35 @@ def hand_up_levels(
     agg = aggregate_returns(tree, returns, occasion.key, cfg.follow_up.deviation_threshold_percent)
     issues = sync_raised_issues(cfg, cycle_id, occasion, agg, own_actions(returns), url=url)
 
+    # A level reports on its own assessment of what came up from below: a level below that is a
+    # level itself is complete once it has handed its own report back (its return is in).
+    # A level that is still short of returns itself holds nobody up: its parent reports with its
+    # figures as returned, as before it hands up. A level written once stays written (a new version
+    # comes only after a dispute).
+    returned_levels = level_returns(cycle_id, occasion, url)
+    written = _written_levels(cycle_id, occasion, url)
+    kids = tree.children()
+
+    def holds_up(child: str) -> bool:
+        stalled = bool(agg[child].completeness.missing) and child not in overrides
+        return child in units and not stalled and child not in returned_levels
+
     waiting: dict[str, tuple[str, ...]] = {}
+    incomplete: dict[str, tuple[str, ...]] = {}  # ready levels handed up without complete returns
     ready: list[str] = []
     for unit in units if only is None else [only]:
         missing = agg[unit].completeness.missing
+        if unit not in written:
+            missing += tuple(c for c in kids.get(unit, ()) if holds_up(c))
         if missing and unit not in overrides:
             if only is not None:
                 raise UserError(refusal(cfg, occasion, unit, missing))
             waiting[unit] = missing
         else:
             ready.append(unit)
-    overridden = tuple(u for u in ready if agg[u].completeness.missing)
+            if missing:
+                incomplete[unit] = missing
+    overridden = tuple(incomplete)
 
     with session_scope(url) as session:
         cycle = session.get(Cycle, cycle_id)
@@ -204,7 +240,8 @@ def hand_up_levels(
         ]
         if not todo:
             continue
-        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit))
+        below = [returned_levels[c] for c in kids.get(unit, ()) if c in returned_levels]
+        data = _report_data(cfg, cyc, agg, occasion, unit, issues, overrides.get(unit), below)
         jobs.extend((req, data) for req in todo)
         top_rendered = top_rendered or cfg.unit(unit).parent is None
     # Writing the files is the costly part (a region has a report per level): the render pool.
@@ -213,9 +250,9 @@ def hand_up_levels(
 
     def record(session: Session) -> tuple[int, int]:
         docs = record_documents(session, cycle_id, rendered)
-        issued = queued = 0
+        created_now: list[tuple[Receipt, list[Document]]] = []
         for unit in overridden:
-            _audit_override(session, cycle_id, occasion, unit, overrides[unit], agg[unit].completeness.missing, actor)
+            _audit_override(session, cycle_id, occasion, unit, overrides[unit], incomplete[unit], actor)
         for unit, plan in plans.items():
             if not plan.needs_issue:
                 continue
@@ -225,11 +262,10 @@ def hand_up_levels(
             documents = [docs.get(k) or session.exec(select(Document).where(Document.key == k)).one() for k in keys]
             receipt, created = issue_receipt(session, cfg, cycle, plan, documents[0], actor=actor)
             if created:
-                issued += 1
-                queued += queue_handoff(session, cfg, receipt, documents)
+                created_now.append((receipt, documents))
         if conclusions:
             _store_conclusions(session, cycle_id, occasion, conclusions)
-        return issued, queued
+        return len(created_now), queue_handoffs(session, cfg, created_now)
 
     issued, queued = with_retry(record, url)
     return HandUpResult(
@@ -259,6 +295,77 @@ def _handoff(cfg: OrgConfig, occasion: Occasion, unit: str) -> Handoff:
         ),
         deadline=occasion.deadline,
     )
+
+
+@dataclass(frozen=True)
+class LevelReturn:
+    """What a level wrote into its own level report and handed back: its assessment (Word) and its
+    internal-control results and goal assessments (Excel), shown in the report of the level above."""
+
+    unit: str
+    fields: dict[str, str]
+    sheets: dict[str, list[dict[str, Any]]]
+
+
+def level_returns(cycle_id: int, occasion: Occasion, url: str | None = None) -> dict[str, LevelReturn]:
+    """unit -> its returned level report, for the levels whose current hand-up receipt has its
+    return in (acknowledged or agreed); the latest return of that version's documents."""
+    with session_scope(url) as session:
+        current = {
+            (r.sender_unit, r.version)
+            for r in session.exec(
+                select(Receipt).where(
+                    Receipt.cycle_id == cycle_id,
+                    Receipt.topic == hand_up_topic(occasion),
+                    col(Receipt.state).in_((ReceiptState.ACKNOWLEDGED, ReceiptState.AGREED)),
+                )
+            )
+        }
+        if not current:
+            return {}
+        rows = session.exec(
+            select(Document.unit_id, Document.kind, Document.version, Submission.content)
+            .join(Submission, col(Submission.document_id) == col(Document.id))
+            .where(
+                Document.cycle_id == cycle_id,
+                Document.phase == PHASE,
+                col(Document.kind).in_((REPORT, FIGURES)),
+                col(Document.key).like(f"%-{occasion.key}/v%"),
+            )
+            .order_by(col(Submission.id))
+        ).all()
+    content: dict[str, dict[str, dict[str, Any]]] = {}
+    for unit, kind, version, data in rows:
+        if (unit, version) in current:
+            content.setdefault(unit, {})[kind] = data
+    return {
+        u: LevelReturn(u, c.get(REPORT, {}).get("fields", {}), c.get(FIGURES, {}).get("sheets", {}))
+        for u, c in content.items()
+        if REPORT in c
+    }
+
+
+def _written_levels(cycle_id: int, occasion: Occasion, url: str | None) -> set[str]:
+    """Levels whose level report of the occasion is written and stands: its latest hand-up receipt
+    is not disputed (the top level, which hands nothing up: its report exists)."""
+    with session_scope(url) as session:
+        docs = session.exec(
+            select(Document.unit_id).where(
+                Document.cycle_id == cycle_id,
+                Document.phase == PHASE,
+                Document.kind == REPORT,
+                col(Document.key).like(f"%/{REPORT}-{occasion.key}/v%"),
+            )
+        ).all()
+        latest: dict[str, tuple[int, str]] = {}
+        for sender, version, state in session.exec(
+            select(Receipt.sender_unit, Receipt.version, Receipt.state).where(
+                Receipt.cycle_id == cycle_id, Receipt.topic == hand_up_topic(occasion)
+            )
+        ):
+            if sender not in latest or version > latest[sender][0]:
+                latest[sender] = (version, state)
+    return {u for u in docs if latest.get(u, (0, ""))[1] != ReceiptState.DISPUTED}
 
 
 def _earlier_overrides(cycle_id: int, occasion: Occasion, url: str | None) -> dict[str, str]:
@@ -452,6 +559,7 @@ def _report_data(
     unit: str,
     issues: list[IssueView],
     override_reason: str | None,
+    below_levels: list[LevelReturn] | None = None,
 ) -> _ReportData:
     report: LevelReport = agg[unit]
     names = cyc.names
@@ -524,6 +632,23 @@ def _report_data(
             numeric=(3,),
         ),
     }
+    levels = below_levels or []
+    tables["nivaernas_kontroller"] = TableData(
+        ("Nivå", "Risk", "Genomförd", "Iakttagelse", "Åtgärd"),
+        tuple(
+            (
+                names.get(lr.unit, lr.unit),
+                row.get("Risk", ""),
+                row.get("Genomförd", ""),
+                row.get("Iakttagelse", ""),
+                row.get("Åtgärd", ""),
+            )
+            for lr in levels
+            for row in (e.get("values", {}) for e in lr.sheets.get("Intern kontroll", []))
+            if any(row.get(h) for h in ("Genomförd", "Iakttagelse", "Åtgärd"))
+        ),
+        widths=(3.0, 4.4, 1.8, 4.4, 3.8),
+    )
     parent = names.get(u.parent or "", "")
     pct = total.deviation_percent
     ctx: dict[str, Any] = {
@@ -558,6 +683,19 @@ def _report_data(
         "plan_committees": list(dict.fromkeys(names[cid] for cid, _ in controls)),
         "high_risk": HIGH_RISK,
         "own_section": 6 if controls else 5,
+        "level_returns": [
+            {
+                "name": names.get(lr.unit, lr.unit),
+                # One line each, and no "**": the markup is line-based and bold is marked by "**".
+                "answers": [
+                    (label, one_line(lr.fields[field]).replace("**", ""))
+                    for field, label in LEVEL_ANSWER_LABELS
+                    if lr.fields.get(field)
+                ],
+            }
+            for lr in levels
+        ],
+        "level_controls": bool(tables["nivaernas_kontroller"].rows),
     }
     sheets = _sheets(threshold, economy_rows, per_unit_rows, goal_rows, issue_rows, controls)
     instructions = (

@@ -53,38 +53,50 @@ def _attachments(relpaths: list[str]) -> str | None:
     return ATTACHMENT_SEPARATOR.join(dict.fromkeys(relpaths)) or None
 
 
-def queue_handoff(session: Session, cfg: OrgConfig, receipt: Receipt, documents: list[Document]) -> int:
-    """The first message of a newly issued handoff: for a fill-in handoff the request to its author
-    (the documents to fill in), for a decision handoff the delivery of its main document to the
-    receiver. Returns the number of messages queued (or already there)."""
-    if receipt.mode == HandoffMode.FILL_IN:
-        return queue_request(session, cfg, receipt, documents)
-    return queue_delivery(session, cfg, receipt, documents[0])
+def queue_handoffs(session: Session, cfg: OrgConfig, issued: list[tuple[Receipt, list[Document]]]) -> int:
+    """The first messages of newly issued handoffs: for fill-in handoffs the request to the author
+    (once per author and document, however many receive it: an activity plan goes to every unit of
+    the administration), for decision handoffs the delivery of the main document to the receiver.
+    Returns the number of messages queued (or already there)."""
+    requests: dict[tuple[str, str, int], list[tuple[Receipt, list[Document]]]] = {}
+    count = 0
+    for receipt, documents in issued:
+        if receipt.mode == HandoffMode.FILL_IN:
+            requests.setdefault((receipt.topic, receipt.sender_unit, receipt.version), []).append((receipt, documents))
+        else:
+            count += queue_delivery(session, cfg, receipt, documents[0])
+    for group in requests.values():
+        count += queue_request(session, cfg, [r for r, _ in group], group[0][1])
+    return count
 
 
-def queue_request(session: Session, cfg: OrgConfig, receipt: Receipt, documents: list[Document]) -> int:
-    """Ask the author (the sender's contacts) to fill in and hand back the handoff's documents."""
-    author = cfg.unit(receipt.sender_unit)
-    context = _common(session, cfg, receipt, documents[0].title) | {
+def queue_request(session: Session, cfg: OrgConfig, receipts: list[Receipt], documents: list[Document]) -> int:
+    """Ask the author (the sender's contacts) to fill in and hand back the documents of one or more
+    receipts of the same handoff, author and version."""
+    first = receipts[0]
+    author = cfg.unit(first.sender_unit)
+    receivers = [cfg.unit(r.receiver_unit).name for r in receipts]
+    context = _common(session, cfg, first, documents[0].title) | {
         "unit": author.name,
-        "receiver": cfg.unit(receipt.receiver_unit).name,
+        "receiver": receivers[0] if len(receivers) == 1 else ", ".join(receivers[:-1]) + " och " + receivers[-1],
         "documents": [d.title for d in documents],
     }
     subject, body = render_message("return_requested", context)
     files = _attachments([d.relpath for d in documents])
+    base = first.key.replace(f"->{first.receiver_unit}/", "/")  # the request is the author's, not per receiver
     count = 0
     for c in author.contacts:
         email = _kind(cfg, c.channel) == "email"
         queue_notification(
             session,
-            key=f"{receipt.key}/requested/{c.channel}/{c.address}",
+            key=f"{base}/requested/{c.channel}/{c.address}",
             recipient_unit=author.id,
             channel_id=c.channel,
             address=c.address,
             subject=subject,
             body=body,
-            cycle_id=receipt.cycle_id,
-            receipt_id=receipt.id,
+            cycle_id=first.cycle_id,
+            receipt_id=first.id,
             attachment=files if email else None,
             link=str(context["link"]),
         )

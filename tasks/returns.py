@@ -1217,6 +1217,40 @@ def fill_in_documents(session: Session, receipt: Receipt) -> list[Document]:
     )
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """The two steps of a phase's fill-in handoffs, counted: `requests` sent to authors (every
+    version), `returns` handed back (accepted files), and fill-in receipts agreed although one of
+    their documents has no stored return (which the rules make impossible: always 0)."""
+
+    requests: int
+    returns: int
+    agreed_without_return: int
+
+
+def exchange_counts(session: Session, cycle_id: int, phase: str, occasion: str = "") -> Exchange:
+    receipts = [
+        r
+        for r in session.exec(
+            select(Receipt).where(
+                Receipt.cycle_id == cycle_id, Receipt.phase == phase, Receipt.mode == HandoffMode.FILL_IN
+            )
+        )
+        if occasion_of(r.topic) == occasion
+    ]
+    asked = {(r.topic, r.sender_unit, r.version): fill_in_documents(session, r) for r in receipts}
+    doc_ids = [d.id for docs in asked.values() for d in docs]
+    in_docs = Submission.document_id.in_(doc_ids)  # type: ignore[attr-defined]
+    subs = session.exec(select(Submission.document_id).where(in_docs)).all()
+    with_return = set(subs)
+    without = 0
+    for r in receipts:
+        docs = asked[(r.topic, r.sender_unit, r.version)]
+        if r.state == ReceiptState.AGREED and not (docs and all(d.id in with_return for d in docs)):
+            without += 1
+    return Exchange(len(asked), len(subs), without)
+
+
 def latest_returns(session: Session, keys: tuple[str, ...]) -> dict[str, Submission]:
     """The latest return of each document key that has one."""
     latest: dict[str, Submission] = {}

@@ -263,10 +263,13 @@ def test_sign_dispute_and_resume_hand_the_users_configuration_to_the_resume(
     ] * 3
 
 
-def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int]) -> None:
+def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int], monkeypatch) -> None:
     from config.loader import load_config
     from tasks.receipts import SignRequest, code_for, dispute, sign, step_text
 
+    from flows import cli
+
+    monkeypatch.setattr(cli.out, "width", 200)  # the parser reads whole cells: no header wraps
     cfg = load_config("region")
     agreed, disputed = issued[0], issued[1]
     sign(cfg, SignRequest(agreed, _signatory(agreed)[0], code_for(_receipt(agreed).key), comment="Tydligt."))

@@ -22,10 +22,11 @@ from secretary import fill_docx, fill_xlsx
 from sqlmodel import select
 
 from config.loader import load_config
+from flows.demo_authors import hand_back_all
 from models.db import get_engine, session_scope
 from models.errors import UserError
 from models.migrate import upgrade
-from models.tables import AuditEntry, Conclusion, Document, RaisedIssue, Receipt
+from models.tables import AuditEntry, Conclusion, Document, RaisedIssue, Receipt, ReceiptState, Submission
 from tasks import rendering
 from tasks.aggregation import OrgTree
 from tasks.cycle import prepare_cycle
@@ -107,6 +108,43 @@ def _hand_in(cfg: Any, url: str, out: Path, tmp: Path, occasion: Any, unit: str,
     submit_file(cfg, filled, url=url, actor=f"Chef {unit}")
 
 
+SUT_ASSESSMENT = "Sektorn når målen för grundskolan men lokalkostnaderna ökar; vi ser över lokalplanen."
+SUT_OBSERVATION = "Stickprov på 20 fakturor: två saknade attest."
+
+
+def _hand_back_level(cfg: Any, url: str, out: Path, tmp: Path, unit: str, occasion: Any) -> None:
+    """A level's own report filled in as its head would: the assessment typed into the Word
+    fields, the internal-control results into the Excel cells, and both handed back."""
+    with session_scope(url) as s:
+        docs = {
+            d.kind: d
+            for d in s.exec(select(Document).where(Document.unit_id == unit, Document.kind.in_((REPORT, FIGURES))))  # type: ignore[attr-defined]
+            if occasion.key in d.key
+        }
+    answers = {
+        "egen_bedomning": [SUT_ASSESSMENT],
+        "egna_atgarder": ["Lokalplanen revideras till oktober."],
+        "lyfts_vidare": ["Inget."],
+    }
+    spec = catalog.expected_from_spec(_spec(url, docs[REPORT].id))
+    answers = {k: v for k, v in answers.items() if k in spec.fields} | {
+        k: [f"Svar från {unit}."] for k in spec.fields if k not in answers
+    }
+    fill_docx(out / docs[REPORT].relpath, tmp / f"{unit}-nivarapport.docx", answers, inject=False)
+    submit_file(cfg, tmp / f"{unit}-nivarapport.docx", url=url, actor=f"Chef {unit}")
+    wb = openpyxl.load_workbook(out / docs[FIGURES].relpath)
+    edits: dict[str, dict[tuple[int, str], Any]] = {"Ekonomi": {(2, "Nivåns kommentar"): "Lokalerna kostar mer."}}
+    if "Intern kontroll" in wb.sheetnames:
+        edits["Intern kontroll"] = {(2, "Genomförd"): "Ja", (2, "Iakttagelse"): SUT_OBSERVATION}
+    fill_xlsx(out / docs[FIGURES].relpath, tmp / f"{unit}-nivarapport.xlsx", edits, inject=False)
+    submit_file(cfg, tmp / f"{unit}-nivarapport.xlsx", url=url, actor=f"Chef {unit}")
+
+
+def _spec(url: str, document_id: int) -> dict[str, Any]:
+    with session_scope(url) as s:
+        return s.get(Document, document_id).spec  # type: ignore[union-attr, return-value]
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """August interim report of the trimmed municipality: every unit but MISSING has handed in,
@@ -147,7 +185,21 @@ def _chain(url: str, tmp: Path) -> Iterator[dict[str, Any]]:
         for h in handoffs:
             if h.sender != MISSING:
                 _hand_in(cfg, url, out, tmp, occasion, h.sender, h.sender not in kids)
+        # Level by level up the chain: each level hands its report back with its own assessment
+        # (SUT as a sector head writes it, the others through the demonstration's authors) before
+        # the level above gets its report, which shows what the level below wrote.
         first = hand_up_levels(cfg, cycle_id, occasion, out, actor="test", url=url)
+        _hand_back_level(cfg, url, out, tmp, "SUT", occasion)
+        while hand_back_all(
+            cfg,
+            cycle_id,
+            "follow_up",
+            tmp / "nivaer",
+            topic_prefix=f"nivarapport-{occasion.key}",
+            url=url,
+            out_root=out,
+        ):
+            first = hand_up_levels(cfg, cycle_id, occasion, out, actor="test", url=url)
         yield {
             "cfg": cfg,
             "url": url,
@@ -234,6 +286,42 @@ def test_every_level_report_is_the_sum_of_the_level_below(chain):
     top = economy("KF")
     for post in FOLLOW_UP_ROWS:
         assert top[post][0] == pytest.approx(sum(_figures(u, True)[post][0] for u in leaves_in)), post
+
+
+def test_a_level_report_handed_back_is_stored_and_read_in_the_report_above(chain):
+    """SUT's own assessment and internal-control result, typed into its level report and handed
+    back, are stored as data, its hand-up receipt waits for BUN's signature on that content, and
+    BUN's report (re-opened with python-docx) carries them under SUT's name."""
+    cfg = chain["cfg"]
+    with session_scope(chain["url"]) as s:
+        docs = {
+            d.kind: d
+            for d in s.exec(select(Document).where(Document.unit_id == "SUT", Document.kind.in_((REPORT, FIGURES))))  # type: ignore[attr-defined]
+        }
+        stored = {
+            kind: s.exec(select(Submission).where(Submission.document_id == d.id)).one().content
+            for kind, d in docs.items()
+        }
+        receipt = s.exec(
+            select(Receipt).where(Receipt.sender_unit == "SUT", Receipt.topic.startswith("nivarapport-"))
+        ).one()  # type: ignore[attr-defined]
+    assert stored[REPORT]["fields"]["egen_bedomning"] == SUT_ASSESSMENT
+    assert receipt.receiver_unit == "BUN" and receipt.state == ReceiptState.ACKNOWLEDGED and receipt.mode == "fill_in"
+    assert receipt.content_hash != docs[REPORT].content_hash  # the receipt names what came back
+    text = _docx_text(_doc(chain, "BUN", REPORT))
+    assert "Bedömningar från nivåerna under" in text and cfg.unit("SUT").name in text
+    assert SUT_ASSESSMENT in text
+    # The August report carries the internal control follow-up: SUT's result reaches BUN's report.
+    assert any(r["values"].get("Iakttagelse") == SUT_OBSERVATION for r in stored[FIGURES]["sheets"]["Intern kontroll"])
+    assert SUT_OBSERVATION in text
+    # The top is not asked what to raise: nothing is above it.
+    top = catalog.expected_from_spec(_spec(chain["url"], _document(chain, "KF", REPORT).id))
+    assert "lyfts_vidare" not in top.fields and "egen_bedomning" in top.fields
+
+
+def _document(chain: Any, unit: str, kind: str) -> Document:
+    with session_scope(chain["url"]) as s:
+        return s.exec(select(Document).where(Document.unit_id == unit, Document.kind == kind)).first()  # type: ignore[return-value]
 
 
 def test_deviations_beyond_the_threshold_are_flagged(chain):

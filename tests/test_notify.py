@@ -236,15 +236,42 @@ def test_document_delivered_is_swedish_with_code_how_to_sign_and_link() -> None:
     assert "Syfte: Underlag för nämndens verksamhetsplan och budget 2027." in body
     assert "Kvittera senast: fredag 13 mars 2026" in body
     assert "Er engångskod: K7PQ-93XM" in body
-    assert "styrkedja receipt sign 42 --signatory anna_berg --code K7PQ-93XM" in body
-    assert '"sign-receipt"' in body
+    # Nobody in the chain is told to use the command line or the operators' Prefect UI.
+    assert "styrkedja" not in body and "sign-receipt" not in body and "deployment" not in body
+    assert "bestrid" in body
     assert body.endswith(f"Länk: {LINK}")
     assert "\n\n\n" not in body
     # A contact that is not a signatory gets the text without a code of its own.
     _, other = render_message(
         "document_delivered", {**DELIVERED, "signatory": "HSN", "signatory_id": "", "code": "(skickas per e-post)"}
     )
-    assert "--signatory <ditt-id> --code <kod>" in other
+    assert "Er engångskod: (skickas per e-post)" in other and "styrkedja" not in other
+
+
+def test_fill_in_request_and_delivery_texts() -> None:
+    """The two steps of a fill-in handoff: the author is asked what to fill in, by when and how to
+    hand it back; the receiver is told what came back, and why a version replaces the one before."""
+    request = {k: v for k, v in DELIVERED.items() if k not in ("code", "signatory", "signatory_id", "sender")} | {
+        "unit": "Ambulanssjukvården",
+        "receiver": "Hälso- och sjukvårdsförvaltningen",
+        "documents": ["Uppföljning – delårsrapport", "Uppföljningsdialog – delårsrapport"],
+        "version": 2,
+        "replaces_reason": "Prognosen för personalkostnader saknas.",
+    }
+    subject, body = render_message("return_requested", request)
+    assert subject == 'Fyll i och lämna tillbaka "Planeringsförutsättningar 2027–2030" senast fredag 13 mars 2026'
+    assert body.startswith("Hej Ambulanssjukvården,")
+    assert "Hälso- och sjukvårdsförvaltningen behöver ert underlag" in body
+    assert "  - Uppföljning – delårsrapport\n  - Uppföljningsdialog – delårsrapport" in body
+    assert "Version 2 ersätter version 1 eftersom: Prognosen för personalkostnader saknas." in body
+    assert "engångskod" not in body and "styrkedja" not in body and body.endswith(f"Länk: {LINK}")
+
+    delivered = {**DELIVERED, "sender": "Ambulanssjukvården", "corrected": False, "replaces_reason": ""}
+    subject, body = render_message("return_delivered", delivered)
+    assert subject.startswith('Ambulanssjukvården har lämnat in "Planeringsförutsättningar 2027–2030" – granska')
+    assert "har fyllt i och lämnat in" in body and "Er engångskod: K7PQ-93XM" in body and "ersätter" not in body
+    _, body = render_message("return_delivered", {**delivered, "corrected": True})
+    assert "rättad retur" in body
 
 
 def test_decision_reminder_and_escalation_texts() -> None:
@@ -281,12 +308,13 @@ def test_decision_reminder_and_escalation_texts() -> None:
             **base,
             "unit": "Regionstyrelsen",
             "overdue_unit": "HSN",
+            "sender": "Regionstyrelsen",
             "deadline": "2026-03-13",
             "days_overdue": 4,
             "link": LINK,
         },
     )
-    assert subject == 'Eskalering: HSN är 4 dagar försenad med "Verksamhetsplan 2027"'
+    assert subject == "Eskalering: Regionstyrelsen väntar på kvittens från HSN sedan 4 dagar"
     assert "fredag 13 mars 2026" in body and body.endswith(LINK)
 
 
@@ -749,7 +777,7 @@ def test_the_one_time_code_is_filled_in_at_send_time_and_never_stored(
     assert deliver_outbox(cfg, db_url, now=utcnow()).sent == 1
     code = issued.code
     text = smtp.box.mails[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert f"Er engångskod: {code}" in text and f"--code {code}" in text and CODE_PLACEHOLDER not in text
+    assert f"Er engångskod: {code}" in text and CODE_PLACEHOLDER not in text
     stored = rows(db_url)["pf/HSN/v1/code"]
     assert code not in stored.body and CODE_PLACEHOLDER in stored.body
 

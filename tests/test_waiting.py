@@ -23,6 +23,7 @@ from prefect_server import own_prefect_api
 from sqlmodel import func, select, update
 
 from config.loader import load_config
+from flows.demo_authors import hand_back
 from flows.registry import PHASE_FLOWS, deployment_name
 from models.db import session_scope
 from models.tables import AuditEntry, PhaseRun, PhaseState, Receipt, ReceiptState
@@ -289,7 +290,8 @@ def test_each_follow_up_occasion_has_its_own_phase_run_and_waits_for_its_own_rec
     n_first, n_second = len(mine[first.key]), len(mine[second.key])
     key_first, _, _ = wait_state(cycle_id, FU, first.key)
     assert wait_state(cycle_id, FU, second.key)[1:] == (0, n_second)
-    for r in mine[first.key]:
+    for r in mine[first.key]:  # each unit hands its return in, then its parent signs
+        hand_back(cfg, r.id, tmp_path / "returns", url=db_url, out_root=tmp_path / "out")
         sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)), db_url)
     assert wait_state(cycle_id, FU, first.key) == (None, n_first, n_first)
     key_second, agreed, total = wait_state(cycle_id, FU, second.key)
