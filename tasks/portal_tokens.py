@@ -91,8 +91,12 @@ def make_token(receipt_id: int, recipient: str, purpose: Purpose, expires: datet
 
 def token_expiry(cfg: OrgConfig, receipt: Receipt) -> datetime:
     """As long as the receipt's one-time code: `code_valid_days` past its deadline (end of day)."""
+    return _expiry(receipt, cfg.deadlines.code_valid_days)
+
+
+def _expiry(receipt: Receipt, valid_days: int) -> datetime:
     issued = receipt.created_at if receipt.created_at.tzinfo else receipt.created_at.replace(tzinfo=UTC)
-    return code_expiry(receipt.deadline, issued, cfg.deadlines.code_valid_days)
+    return code_expiry(receipt.deadline, issued, valid_days)
 
 
 def portal_token(cfg: OrgConfig, receipt: Receipt, recipient_id: str, purpose: Purpose = "act") -> str:
@@ -101,9 +105,24 @@ def portal_token(cfg: OrgConfig, receipt: Receipt, recipient_id: str, purpose: P
 
 
 def portal_link(cfg: OrgConfig, receipt: Receipt, recipient_id: str, purpose: Purpose = "act") -> str:
-    """The link a message gives `recipient_id` (a signatory id, or a contact address) for the
-    receipt's handoff: opening it shows the handoff page, from which they act."""
+    """The link a message gives `recipient_id` (a signatory id, a signatory's e-mail address, or one
+    of the unit's contact addresses) for the receipt's handoff: opening it shows the handoff page,
+    from which they act (the receiving unit's signatories sign; the author unit hands in)."""
     return f"{portal_url()}{TOKEN_PATH}{portal_token(cfg, receipt, recipient_id, purpose)}"
+
+
+# The outbox never holds a link's token (like the one-time code): a message body holds this
+# placeholder, and the sender fills in `link_at_send` for the message's receipt and address.
+LINK_PLACEHOLDER = "⟦LÄNK⟧"
+
+
+def link_at_send(session: Session, receipt_id: int, address: str, valid_days: int) -> str:
+    """`portal_link` for an outbox row being sent: its receipt and address, the configuration's
+    `deadlines.code_valid_days`. Deterministic, so a retried send carries the same link."""
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None:
+        raise UserError(f"receipt: no receipt with id {receipt_id}")
+    return f"{portal_url()}{TOKEN_PATH}{make_token(receipt_id, address, 'act', _expiry(receipt, valid_days))}"
 
 
 def read_token(token: str, now: datetime | None = None) -> Claims:

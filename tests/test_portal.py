@@ -31,7 +31,7 @@ from portal.app import create_app
 from portal.client import PortalClient, PortalError, message_of
 from portal.logs import RedactTokens, redact
 from portal.security import csrf_token
-from tasks.portal_tokens import CLIENT_LIMIT, RECEIPT_LIMIT, make_token, portal_link
+from tasks.portal_tokens import CLIENT_LIMIT, RECEIPT_LIMIT, link_at_send, make_token, portal_link
 
 BASE = "http://testserver"
 
@@ -90,8 +90,11 @@ def test_secretary_hands_in_and_the_board_signs(world, app, tmp_path):
     assert hsn.receiver_unit == "RS" and hsn.state == ReceiptState.ISSUED
     secretary_link = portal_link(cfg, hsn, "hsn@norrsjo.example")
     assert secretary_link.startswith(BASE + "/l/")
-    # the link's token is deterministic (a message written twice carries the same link)
+    # the link's token is deterministic (a message written twice carries the same link), and the
+    # outbox's sender derives the same one from the row's receipt and address
     assert portal_link(cfg, hsn, "hsn@norrsjo.example") == secretary_link
+    with session_scope(world.url) as s:
+        assert link_at_send(s, hsn.id, "hsn@norrsjo.example", cfg.deadlines.code_valid_days) == secretary_link
 
     with browser(app) as http, PortalClient.open(secretary_link, client=http) as sec:
         # the token is in the cookie now, not in the page's URL
