@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -35,8 +36,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 YEAR = 2028
 HEADER = (
-    "| when | database | workers | users | open p50/p95 ms | page p50/p95 ms | sign p50/p95 ms | requests | wall s "
-    "| load |"
+    "| when | database | workers | users | think | open p50/p95 ms | page p50/p95 ms | sign p50/p95 ms "
+    "| requests | wall s | load |"
 )
 
 
@@ -83,7 +84,7 @@ def _prepare(url: str, out: Path, users: int) -> list[str]:
     return [portal_link(cfg, r, cfg.unit(r.receiver_unit).signatories[0].id) for r in rows]
 
 
-def run(users: int, pages: int, workers: int, database: str | None) -> dict[str, object]:
+def run(users: int, pages: int, workers: int, database: str | None, think: float = 0.0) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="styrkedja-bench-portal-"))
     schema = None
     if database:
@@ -127,12 +128,16 @@ def run(users: int, pages: int, workers: int, database: str | None) -> dict[str,
             if time.monotonic() > deadline:
                 raise SystemExit("the portal did not start")
             time.sleep(0.2)
-        return _load(links, pages, base) | {
-            "users": users,
-            "pages": pages,
-            "workers": workers,
-            "db": "PostgreSQL" if database else "SQLite",
-        }
+        return (
+            _load(links, pages, base, think)
+            | {"think": think}
+            | {
+                "users": users,
+                "pages": pages,
+                "workers": workers,
+                "db": "PostgreSQL" if database else "SQLite",
+            }
+        )
     finally:
         if server is not None:
             server.terminate()
@@ -148,7 +153,7 @@ def run(users: int, pages: int, workers: int, database: str | None) -> dict[str,
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _load(links: list[str], pages: int, base: str) -> dict[str, object]:
+def _load(links: list[str], pages: int, base: str, think: float) -> dict[str, object]:
     from portal.client import PortalClient
 
     barrier = threading.Barrier(len(links))
@@ -157,6 +162,13 @@ def _load(links: list[str], pages: int, base: str) -> dict[str, object]:
     open_times: list[float] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
+
+    def pause() -> None:
+        # Bursts: every user at the same instant; or users who read for a while (0 to 2 × think s).
+        if think > 0:
+            time.sleep(random.uniform(0, 2 * think))
+        else:
+            barrier.wait()
 
     def user(link: str) -> None:
         try:
@@ -167,14 +179,14 @@ def _load(links: list[str], pages: int, base: str) -> dict[str, object]:
                 open_times.append(time.perf_counter() - t)
             with client:
                 for _ in range(pages):
-                    barrier.wait()
+                    pause()
                     t = time.perf_counter()
                     r = client.http.get(client.path)
                     dt = time.perf_counter() - t
                     assert r.status_code == 200
                     with lock:
                         page_times.append(dt)
-                barrier.wait()
+                pause()
                 t = time.perf_counter()
                 r = client.http.post(
                     f"{client.path}/godkann",
@@ -216,13 +228,17 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--pages", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--think", type=float, default=0.0, help="mean seconds a user reads between requests; 0: all at once"
+    )
     ap.add_argument("--database", help="a PostgreSQL URL (postgresql+psycopg://…); default: a SQLite file")
     ap.add_argument("--write", action="store_true", help="append the figures to bench/RESULTS-portal.md")
     args = ap.parse_args()
-    res = run(args.users, args.pages, args.workers, args.database)
+    res = run(args.users, args.pages, args.workers, args.database, args.think)
     load = os.getloadavg()[0]
     line = (
         f"| {datetime.now():%Y-%m-%d %H:%M} | {res['db']} | {res['workers']} | {res['users']} | "
+        f"{'all at once' if not res['think'] else str(res['think']) + ' s'} | "
         f"{res['open_p50']:.0f} / {res['open_p95']:.0f} | {res['page_p50']:.0f} / {res['page_p95']:.0f} | "
         f"{res['sign_p50']:.0f} / {res['sign_p95']:.0f} | {res['requests']} | {res['wall']:.1f} | {load:.1f} |"
     )

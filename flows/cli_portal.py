@@ -43,26 +43,14 @@ def register(app: typer.Typer) -> None:
 
         @user_errors
         def serve() -> None:
-            import uvicorn
-
             from config.loader import load_config
-            from portal.logs import log_config
+            from portal.serve import serve as run
 
             if config:
                 os.environ["STYRKEDJA_CONFIG"] = config
             load_config(config)  # a bad configuration is one line now, not a traceback per worker
             _db()
-            uvicorn.run(
-                "portal.app:create_app",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                proxy_headers=proxy_headers,
-                forwarded_allow_ips=forwarded_allow_ips,
-                log_config=log_config(),
-                server_header=False,
-            )
+            run(host, port, workers, proxy_headers, forwarded_allow_ips)
 
         serve()
 

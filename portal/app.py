@@ -299,6 +299,7 @@ def create_app(config: str | None = None) -> FastAPI:
                         code_for(receipt.key),
                         comment or None,
                         actor=f"{who.label} via portalen ({addr})",
+                        via={"via": "portalen", "client": addr, "token": claims.token_id},
                     ),
                 )
             except UserError as exc:
@@ -314,18 +315,7 @@ def create_app(config: str | None = None) -> FastAPI:
                 return page(request, "handoff.html", {**ctx, "error": exc.message, "form": form}, 400)
             return refused(request, exc)
 
-        def work(session: Session) -> None:
-            audit(
-                session,
-                actor=who.label,
-                action="portal_disputed" if dispute else "portal_signed",
-                cycle_id=r.cycle_id,
-                phase=r.phase,
-                subject=r.key,
-                detail={"client": addr, "receipt_id": r.id, "token": claims.token_id},
-            )
-
-        with_retry(work)
+        # The signature's own audit entry names the client and the link (SignRequest.via).
         background.add_task(_resume, r, who.label, config)
         return RedirectResponse(f"/kvittens/{receipt_id}?klart={'bestridd' if dispute else 'godkand'}", 303)
 

@@ -29,8 +29,6 @@ ACTION_SV = {
     "refused_disputed": "Ett bestridande nekades",
     "portal_link_refused": "En ogiltig länk nekades",
     "portal_locked_out": "Spärr efter för många ogiltiga länkar",
-    "portal_signed": "Godkänt i portalen",
-    "portal_disputed": "Bestritt i portalen",
     "portal_return": "Inlämnat i portalen",
     "portal_return_refused": "En inlämnad fil avvisades",
     "portal_csrf_refused": "Ett formulär utan säkerhetskod nekades",

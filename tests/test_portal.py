@@ -145,8 +145,8 @@ def test_secretary_hands_in_and_the_board_signs(world, app, tmp_path):
     assert r.state == ReceiptState.AGREED and signer.name in r.signed_by
     assert r.comment == "§ 12 Regionstyrelsen godkänner återkopplingen."
     [agreed] = audits(world.url, "receipt_agreed")
-    [portal_entry] = audits(world.url, "portal_signed")
-    assert agreed.detail["receipt_id"] == hsn.id and portal_entry.detail["client"] == "testclient"
+    assert agreed.detail["receipt_id"] == hsn.id and agreed.detail["client"] == "testclient"
+    assert agreed.detail["via"] == "portalen" and agreed.actor == f"{signer.name} (RS)"
     # the unit page: reached from the link's cookie, everything RS still owes, with days late
     with browser(app) as http, PortalClient.open(portal_link(cfg, hsn, signer.id), client=http):
         unit = http.get("/enhet/RS")

@@ -166,7 +166,7 @@ def test_secretary_board_and_operator_in_a_browser(browser, smtp, db_url, tmp_pa
         page.goto(f"{base}/operator/framsteg")
         _axe(page, "10-operator-progress")
         page.goto(f"{base}/operator/logg?fas=committee_feedback")
-        assert page.get_by_text("Godkänt i portalen").count() >= 1
+        assert page.get_by_text("Mottagaren godkände").count() >= 1
         _axe(page, "11-operator-audit")
         page.goto(f"{base}/kvittens/{hsn.id}")
         _axe(page, "12-operator-handoff")
