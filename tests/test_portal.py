@@ -414,3 +414,11 @@ def test_fifty_concurrent_signatures_each_recorded_once(world, served, cfg, monk
     with httpx.Client() as http:
         assert http.get(f"{served}/halsa").json() == {"status": "ok"}
     assert json.dumps(sorted(results)) == json.dumps(sorted(links))
+
+
+def test_a_trusted_proxy_header_names_the_operator(world, monkeypatch):
+    monkeypatch.setenv("STYRKEDJA_PORTAL_OPERATOR_HEADER", "X-Remote-User")
+    with browser(create_app("region")) as http:
+        assert http.get("/operator", follow_redirects=False).status_code == 303  # no header: log in
+        page = http.get("/operator", headers={"X-Remote-User": "olle.operator"})
+        assert page.status_code == 200 and "Logga ut olle.operator" in page.text
