@@ -244,8 +244,6 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
     if receipt.state not in SIGNABLE:
         hint = " (a newer version replaces it)" if receipt.state == ReceiptState.SUPERSEDED else ""
         raise UserError(f"receipt {receipt.id}: already {receipt.state}{hint}; nothing was changed")
-    if receipt.mode == HandoffMode.FILL_IN and receipt.state == ReceiptState.ISSUED:
-        raise UserError(awaiting_return(session, receipt))
     if dispute and not (req.comment and req.comment.strip()):
         raise UserError(f"receipt {receipt.id}: a dispute needs a comment saying what must change")
     if req.comment and len(req.comment) > MAX_COMMENT:
@@ -253,7 +251,7 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
     if req.operator_reason is not None:
         if not req.operator_reason.strip():
             raise AuthorisationError(f"receipt {receipt.id}: signing on a unit's behalf needs a written reason")
-        return receipt
+        return _returned(session, receipt)
     if not req.signatory:
         raise AuthorisationError(f"receipt {receipt.id}: --signatory is required")
     signatory = session.exec(
@@ -273,6 +271,13 @@ def _check_signable(session: Session, req: SignRequest, dispute: bool) -> Receip
         )
     if not _code_matches(receipt.key, req.code, receipt.code_hash):
         raise AuthorisationError(f"receipt {receipt.id}: wrong one-time code")
+    return _returned(session, receipt)
+
+
+def _returned(session: Session, receipt: Receipt) -> Receipt:
+    """A fill-in receipt is agreed (or disputed) on its return: not before it is in."""
+    if receipt.mode == HandoffMode.FILL_IN and receipt.state == ReceiptState.ISSUED:
+        raise UserError(awaiting_return(session, receipt))
     return receipt
 
 

@@ -349,7 +349,11 @@ def test_walking_day_by_day_every_reminder_and_escalation_exactly_once(db_url: s
     assert r1_day.body.startswith("Hej Hälso- och sjukvårdsnämnden,") and r1_day.receipt_id is not None
     assert r1_day.body.endswith("Länk: http://127.0.0.1:4200/runs") and r1_day.state == NotificationState.PENDING
     esc = rows[f"{R1}/escalate-10d/epost/rs@testby.example"]
-    assert esc.subject == f'Eskalering: Hälso- och sjukvårdsnämnden är 10 dagar försenad med "{PF_TITLE}"'
+    # The escalation names who waits for whom (the document in the body).
+    assert (
+        esc.subject == "Eskalering: Regionstyrelsen väntar på kvittens från Hälso- och sjukvårdsnämnden sedan 10 dagar"
+    )
+    assert PF_TITLE in esc.body
     dispute = rows[f"{R2}/remind-overdue-2d/epost/hsn@testby.example"]
     assert dispute.subject == 'Försenad: ny version av "aterkoppling" skulle ha kvitterats för 2 dagar sedan'
     assert "Regionstyrelsen har bestridit" in dispute.body
@@ -890,7 +894,9 @@ def test_the_flow_reminds_escalates_delivers_and_shows_the_same_states_everywher
     tags = {split(k)[:2] for k in rows}
     assert {(R1, "remind-14d"), (R1, "remind-7d"), (R1, "remind-overdue-3d"), (R1, "escalate-3d")} <= tags
     escalation = smtp.find(f"{R1}/escalate-3d/epost/rs@testby.example")
-    assert str(escalation["Subject"]) == f'Eskalering: Hälso- och sjukvårdsnämnden är 3 dagar försenad med "{PF_TITLE}"'
+    assert str(escalation["Subject"]) == (
+        "Eskalering: Regionstyrelsen väntar på kvittens från Hälso- och sjukvårdsnämnden sedan 3 dagar"
+    )
     assert str(escalation["To"]) == "rs@testby.example"
     text = escalation.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Hej Regionstyrelsen," in text and "torsdag 22 mars 2029" in text and "Länk: http://127.0.0.1:4200" in text

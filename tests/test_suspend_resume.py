@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from config.loader import load_config
 from flows.cli import app
+from flows.demo_authors import hand_back, hand_back_all
 from flows.registry import OTHER_FLOWS, PHASE_FLOWS, deployment_name
 from models.db import session_scope
 from models.tables import AuditEntry, PhaseRun, Receipt, ReceiptState
@@ -137,6 +138,7 @@ def test_suspended_phase_resumes_on_last_signature_across_a_restart(
         )
         wait_for(lambda: run_state(fb.id) == StateType.PAUSED, 120, "committee feedback to suspend", log)
         one = _receipts("committee_feedback")[0]
+        hand_back(cfg, one.id, app_env / "returns")  # the committee hands its feedback in first
         sign(cfg, SignRequest(one.id, cfg.unit(one.receiver_unit).signatories[0].id, code_for(one.key)))
         reason = "Återkopplingen lämnades muntligt i styrdialogen; protokollförd § 41"
         resume_flow_run(fb.id, run_input={"reason": reason, "resumed_by": "Eva Operatör"})
@@ -158,13 +160,47 @@ def _follow_up_runs() -> dict[str, PhaseRun]:
         return {r.occasion: r for r in s.exec(select(PhaseRun).where(PhaseRun.phase == "follow_up"))}
 
 
-def _sign_all_but_one(cfg, cycle_id: int, occasion: str) -> Receipt:  # type: ignore[no-untyped-def]
-    """Every receipt of the occasion signed but the last, which is returned."""
+def _sign_all_but_one(cfg, cycle_id: int, occasion: str, folder: Path) -> Receipt:  # type: ignore[no-untyped-def]
+    """Every unit of the occasion hands its return in; every receipt is signed but the last, which
+    is returned."""
+    hand_back_all(cfg, cycle_id, "follow_up", folder, topic_prefix=f"uppfoljning-{occasion}")
     with session_scope() as s:
         *rest, last = current_receipts(s, cycle_id, "follow_up", occasion)
     for r in rest:
         sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
     return last
+
+
+def _open(cycle_id: int, occasion: str) -> bool:
+    with session_scope() as s:
+        return any(r.state == ReceiptState.ISSUED for r in current_receipts(s, cycle_id, "follow_up", occasion))
+
+
+def _up_the_chain(cfg, cycle_id: int, occasion: str, fr_id, folder: Path, log: Path, config: str) -> int:  # type: ignore[no-untyped-def]
+    """After the units: level by level, each resumed pass hands up the levels whose level below
+    has handed back; each level hands its report back and its parent signs, until the run
+    completes. Returns the passes it took."""
+    passes = 0
+    while True:
+        wait_for(
+            lambda: run_state(fr_id) == StateType.COMPLETED or _open(cycle_id, occasion),
+            120,
+            f"{occasion}: the next level reports or completion",
+            log,
+            fr_id,
+        )
+        if run_state(fr_id) == StateType.COMPLETED:
+            return passes
+        wait_for(lambda: run_state(fr_id) == StateType.PAUSED, 120, f"{occasion} to suspend again", log, fr_id)
+        passes += 1
+        assert passes < 8
+        hand_back_all(cfg, cycle_id, "follow_up", folder, topic_prefix=f"nivarapport-{occasion}")
+        with session_scope() as s:
+            rows = current_receipts(s, cycle_id, "follow_up", occasion)
+        for r in rows:
+            if r.state == ReceiptState.ACKNOWLEDGED:
+                sign(cfg, SignRequest(r.id, cfg.unit(r.receiver_unit).signatories[0].id, code_for(r.key)))
+        assert resume_if_ready(cycle_id, "follow_up", "test", occasion=occasion, config=config)
 
 
 def test_two_follow_up_occasions_wait_at_once_and_each_resumes_on_its_own_receipts(
@@ -205,7 +241,7 @@ def test_two_follow_up_occasions_wait_at_once_and_each_resumes_on_its_own_receip
 
         # The first occasion's receipts, the last one with the command line: its run resumes and
         # completes; the second's run stays suspended, waiting for all of its own.
-        last = _sign_all_but_one(cfg, cycle_id, first)
+        last = _sign_all_but_one(cfg, cycle_id, first, app_env / "returns")
         signer = cfg.unit(last.receiver_unit).signatories[0].id
         result = CliRunner().invoke(
             app,
@@ -213,14 +249,14 @@ def test_two_follow_up_occasions_wait_at_once_and_each_resumes_on_its_own_receip
         )
         assert result.exit_code == 0 and f"phase follow_up {first} resumed" in result.output, result.output
         done = runs[first].id
-        wait_for(lambda: run_state(done) == StateType.COMPLETED, 120, f"{first} to complete", log, done)
+        assert _up_the_chain(cfg, cycle_id, first, done, app_env / "returns", log, config) >= 2
         assert run_state(runs[second].id) == StateType.PAUSED
         rows = _follow_up_runs()
         assert (rows[first].state, rows[second].state) == ("completed", "waiting")
         assert rows[second].flow_run_id == str(runs[second].id)
 
         # The second occasion's last receipt through the sign-receipt flow (the Prefect UI's form).
-        last = _sign_all_but_one(cfg, cycle_id, second)
+        last = _sign_all_but_one(cfg, cycle_id, second, app_env / "returns")
         signed = OTHER_FLOWS["sign_receipt"](
             receipt_id=last.id,
             signatory=cfg.unit(last.receiver_unit).signatories[0].id,
@@ -229,7 +265,7 @@ def test_two_follow_up_occasions_wait_at_once_and_each_resumes_on_its_own_receip
         )
         assert signed["phase_resumed"] is True
         done = runs[second].id
-        wait_for(lambda: run_state(done) == StateType.COMPLETED, 120, f"{second} to complete", log, done)
+        assert _up_the_chain(cfg, cycle_id, second, done, app_env / "returns", log, config) >= 2
         rows = _follow_up_runs()
         assert {occ: (r.state, r.flow_run_id, r.overridden) for occ, r in rows.items()} == {
             occ: ("completed", str(fr.id), True)
