@@ -465,14 +465,12 @@ def _decide(
     r = receipts.dispute(cfg, req) if dispute else receipts.sign(cfg, req)
     out.print(f"receipt {r.id}: [bold]{r.state}[/bold] by {r.signed_by}")
     from flows import local_server
+    from tasks.waiting import resume_after_decision
 
-    if local_server.is_healthy():
-        from tasks.waiting import resume_if_ready
-
-        # The run of this receipt's follow-up occasion; the user's --config, for a phase started again.
-        occasion = receipts.occasion_of(r.topic)
-        if resume_if_ready(r.cycle_id, r.phase, req.actor, occasion=occasion, wait_s=5, config=config):
-            out.print(f"phase {r.phase}{' ' + occasion if occasion else ''} resumed")
+    # The run of this receipt's follow-up occasion; the user's --config, for a phase started again.
+    resumed = resume_after_decision(r, req.actor, prefect_up=local_server.is_healthy, config=config)
+    if resumed:
+        out.print(f"phase {resumed} resumed")
 
 
 SignatoryOpt = Annotated[str | None, typer.Option(help="Your signatory id in the receiving unit.")]
@@ -622,9 +620,9 @@ def init_db() -> None:
 
 def _register_extensions() -> None:
     """Commands that live in their own modules: returns, calendars and deadlines, archives, raised items."""
-    from flows import cli_archive, cli_calendar, cli_followup, cli_outbox, cli_returns
+    from flows import cli_archive, cli_calendar, cli_followup, cli_outbox, cli_portal, cli_returns
 
-    for module in (cli_returns, cli_calendar, cli_archive, cli_followup, cli_outbox):
+    for module in (cli_returns, cli_calendar, cli_archive, cli_followup, cli_outbox, cli_portal):
         module.register(app)
 
 

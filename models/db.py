@@ -36,7 +36,7 @@ def database_url() -> str:
     return f"sqlite:///{home() / 'styrkedja.db'}"
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, begin: str = "BEGIN IMMEDIATE") -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control from pysqlite so that BEGIN IMMEDIATE below is ours.
@@ -52,7 +52,7 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
         # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades to a
         # writer later fails with "database is locked" without waiting for the busy timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -69,6 +69,26 @@ def _engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     return engine
+
+
+@lru_cache(maxsize=16)
+def _read_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return _engine(url)
+    # Readers of a WAL database do not block each other or the writer: a deferred transaction
+    # that never writes takes no lock (the writers' engine begins IMMEDIATE, see above).
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    _sqlite_setup(engine, begin="BEGIN")
+    return engine
+
+
+@contextmanager
+def read_session(url: str | None = None) -> Iterator[Session]:
+    """A transaction that only reads (pages, lookups): on SQLite it does not take the write lock,
+    so many readers (the portal's workers) run at once. Never write in it."""
+    # Closing (not rolling back) ends the transaction and keeps what was read loaded.
+    with Session(_read_engine(url or database_url()), expire_on_commit=False) as session:
+        yield session
 
 
 @contextmanager

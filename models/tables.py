@@ -316,3 +316,46 @@ class Conclusion(SQLModel, table=True):
     topic: str = Field(max_length=60)  # Ekonomi | Mål | Lyfta frågor | Intern kontroll | Lärdomar
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PortalTokenUse(SQLModel, table=True):
+    """A portal link used for an action (sign, dispute, hand in a return): each link acts once.
+
+    `token_id` is the link's own id (tasks.portal_tokens); the unique key (token, action) is the
+    guarantee, so two requests racing with the same link record one use."""
+
+    __table_args__ = (UniqueConstraint("token_id", "action", name="uq_portaltokenuse_token_action"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: str = Field(max_length=64)
+    action: str = Field(max_length=20)
+    receipt_id: int = Field(foreign_key="receipt.id", index=True)
+    recipient: str = Field(max_length=200)
+    client: str = Field(default="", max_length=100)
+    used_at: datetime = Field(default_factory=utcnow)
+
+
+class PortalFailure(SQLModel, table=True):
+    """A refused portal link (forged, expired, another recipient's): counted for the lockout per
+    receipt and per client address."""
+
+    __table_args__ = (
+        Index("ix_portalfailure_client_at", "client", "at"),
+        Index("ix_portalfailure_receipt_at", "receipt_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    client: str = Field(max_length=100)
+    receipt_id: int | None = None  # what the link claimed; no foreign key: a forged link names anything
+    reason: str = Field(max_length=60)
+
+
+class PortalOperator(SQLModel, table=True):
+    """An operator of the portal's overview pages; only an argon2 hash of the password is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=60, unique=True)
+    name: str = Field(max_length=120)
+    password_hash: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -226,6 +226,7 @@ class SignRequest:
     comment: str | None = None
     actor: str = "okänd"
     operator_reason: str | None = None  # set: an operator signs on the unit's behalf
+    via: dict[str, Any] | None = None  # where it came from, for the audit entry (the portal: client, link)
 
 
 def _valid_id(receipt_id: int) -> int:
@@ -311,7 +312,7 @@ def _decide(cfg: OrgConfig, req: SignRequest, dispute: bool, url: str | None) ->
             phase=receipt.phase,
             subject=receipt.key,
             reason=req.operator_reason,
-            detail={"comment": receipt.comment, "receipt_id": receipt.id},
+            detail={"comment": receipt.comment, "receipt_id": receipt.id, **(req.via or {})},
         )
         # Late: messages → notify → receipts (codes are filled in at send time) would be a cycle.
         from tasks.messages import queue_decision_notice

@@ -1096,8 +1096,19 @@ def submit_file(cfg: OrgConfig, path: Path, *, url: str | None = None, actor: st
     return submit_bytes(cfg, path.name, read_limited(path), url=url, actor=actor)
 
 
-def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = None, actor: str) -> SubmissionResult:
-    """`submit_file` for bytes already read (the inbox hashes exactly what it processes)."""
+def submit_bytes(
+    cfg: OrgConfig,
+    name: str,
+    data: bytes,
+    *,
+    url: str | None = None,
+    actor: str,
+    check: Callable[[Document], None] | None = None,
+) -> SubmissionResult:
+    """`submit_file` for bytes already read (the inbox hashes exactly what it processes).
+
+    `check`, given the sent document the file claims to be, raises UserError when this caller does
+    not take it (the portal: another unit's return), before anything is stored."""
     file_hash = hashlib.sha256(data).hexdigest()
     pkg = inspect_package(data, name)
     opened = _open(pkg)
@@ -1113,6 +1124,8 @@ def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = No
             )
         if (doc.kind, doc.unit_id, doc.version, doc.phase) != (ident.kind, ident.unit, ident.version, ident.phase):
             raise _fail(name, "dokument-id", "stämmer inte med det utskickade dokumentet (manipulerat)")
+        if check is not None:
+            check(doc)
         try:
             # A document built from data (a level report) is read against what was sent, as stored;
             # a catalog document against the returns it carried when it was sent.
@@ -1155,6 +1168,18 @@ def submit_bytes(cfg: OrgConfig, name: str, data: bytes, *, url: str | None = No
         return _record(session, cfg, name, doc.id, routes, file_hash, content, pkg, actor, kept)  # type: ignore[arg-type]
 
     return with_retry(record, url)
+
+
+def content_labels(cfg: OrgConfig, doc: Document) -> tuple[dict[str, str], dict[str, str]]:
+    """What a reader calls the parts of a return of the sent document: (Word field name → its
+    heading, Excel sheet name → the sheet's title). Renders the expected content in memory."""
+    if doc.spec:
+        exp = catalog.expected_from_spec(doc.spec)
+    else:
+        ident = parse_doc_key(doc.key, doc.key)
+        req, _ = _request(cfg, ident, doc.key)
+        exp = catalog.expected(cfg, ident.year, req)
+    return dict(exp.fields), _sheet_titles(exp)
 
 
 RETURNED_FOLDER = "inkommet"

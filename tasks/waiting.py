@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -30,10 +31,10 @@ from pydantic import Field
 from sqlmodel import Session, select
 
 from models.db import session_scope, with_retry
-from models.tables import AuditEntry, Cycle, PhaseState, ReceiptState
+from models.tables import AuditEntry, Cycle, PhaseState, Receipt, ReceiptState
 from tasks.audit import audit
 from tasks.phase_runs import find_phase_run, phase_run_query
-from tasks.receipts import OCCASION_TOPICS, current_receipts
+from tasks.receipts import OCCASION_TOPICS, current_receipts, occasion_of
 
 OVERRIDE_ACTION = "phase_resumed_override"
 
@@ -165,6 +166,26 @@ def resume_if_ready(
     if outcome == "unknown":
         return _restart_lost(cycle_id, phase, occasion, flow_run_id, actor, reason, config)
     return False
+
+
+def resume_after_decision(
+    receipt: Receipt,
+    actor: str,
+    *,
+    prefect_up: Callable[[], bool],
+    config: str | None = None,
+    wait_s: float = 5.0,
+) -> str | None:
+    """After a signature or a dispute (the command line's `receipt sign`, the portal): resume the
+    waiting run of the receipt's phase (of its follow-up occasion) when the Prefect server is up
+    and the run has something to do. Returns what was resumed ("phase" or "phase occasion"), or
+    None. `config` is the user's configuration, for a phase started again from its deployment."""
+    if not prefect_up():
+        return None
+    occasion = occasion_of(receipt.topic)
+    if resume_if_ready(receipt.cycle_id, receipt.phase, actor, occasion=occasion, wait_s=wait_s, config=config):
+        return receipt.phase + (f" {occasion}" if occasion else "")
+    return None
 
 
 def _resume(flow_run_id: str, run_input: dict[str, Any], wait_s: float) -> str:

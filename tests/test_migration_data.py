@@ -35,6 +35,9 @@ from models.tables import (
     Notification,
     NotificationState,
     PhaseRun,
+    PortalFailure,
+    PortalOperator,
+    PortalTokenUse,
     RaisedIssue,
     Receipt,
     ReceiptState,
@@ -65,6 +68,9 @@ MODELS: list[type[SQLModel]] = [
     AuditEntry,
     RaisedIssue,
     Conclusion,
+    PortalTokenUse,
+    PortalFailure,
+    PortalOperator,
 ]
 SCRIPTS = ScriptDirectory.from_config(alembic_config("sqlite://"))
 BASELINE = SCRIPTS.get_base()
@@ -135,6 +141,10 @@ def cycle_rows(tmp_path_factory: pytest.TempPathFactory) -> Rows:
         s.add(
             Conclusion(cycle_id=cycle_id, key="ar/1", occasion_key="ar-2029-12-31", position=1, topic="Mål", text="x")
         )
+        # The portal's rows: a used link, a refused one, an operator account.
+        s.add(PortalTokenUse(token_id="t" * 32, action="decide", receipt_id=third.id, recipient="x", client="1.2.3.4"))
+        s.add(PortalFailure(client="1.2.3.4", receipt_id=third.id, reason="forged"))
+        s.add(PortalOperator(username="eva", name="Eva", password_hash="$argon2id$x"))
     rows = _dump(url)
     get_engine(url).dispose()
     assert {r["state"] for r in rows["receipt"]} == {"agreed", "superseded", "issued", "acknowledged"}
