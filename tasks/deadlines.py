@@ -51,6 +51,7 @@ from tasks.calendar import today_stockholm
 from tasks.followup_calendar import occasions
 from tasks.messages import phase_links
 from tasks.notify import render_message
+from tasks.portal_tokens import LINK_PLACEHOLDER, portal_url
 from tasks.progress import completion_days, milestone_done
 from tasks.receipts import occasion_of, owes_next_step, waiting_for
 from tasks.wheel import resolve_wheel
@@ -506,7 +507,13 @@ def run_watch(cfg: OrgConfig, as_of: date | None = None, url: str | None = None)
         link = links.get((p.item.cycle_id, p.item.phase, p.item.occasion)) or links.get(
             (p.item.cycle_id, p.item.phase, ""), fallback_link
         )
-        subject, body = _message(cfg, names, p.item, p.stage, p.target, link)
+        if p.item.receipt_id is not None:
+            # A receipt's reminder opens its page in the portal: the link is made per recipient at
+            # send time (tasks.notify); the row keeps the page without a token.
+            subject, body = _message(cfg, names, p.item, p.stage, p.target, LINK_PLACEHOLDER)
+            link = f"{portal_url()}/kvittens/{p.item.receipt_id}"
+        else:
+            subject, body = _message(cfg, names, p.item, p.stage, p.target, link)
         subject = " ".join(subject.split())[:MAX_SUBJECT]
         base = p.item.base_key
         for r in p.recipients:

@@ -11,7 +11,8 @@ from models.tables import Document, HandoffMode, Notification, PhaseRun, Receipt
 # filled in only when the message is sent, so the outbox never holds it.
 from tasks.notify import ATTACHMENT_SEPARATOR, CODE_PLACEHOLDER, queue_notification, render_message
 from tasks.phase_runs import find_phase_run
-from tasks.receipts import occasion_of, replaced_because
+from tasks.portal_tokens import LINK_PLACEHOLDER, portal_url
+from tasks.receipts import replaced_because
 
 
 def phase_link(session: Session, cfg: OrgConfig, cycle_id: int, phase: str, occasion: str = "") -> str:
@@ -32,8 +33,14 @@ def _kind(cfg: OrgConfig, channel_id: str) -> str:
 
 
 def handoff_link(session: Session, cfg: OrgConfig, receipt: Receipt) -> str:
-    """Where the people of a handoff open it."""
-    return phase_link(session, cfg, receipt.cycle_id, receipt.phase, occasion_of(receipt.topic))
+    """Where the people of a handoff open it: the handoff's page in the portal, through a link made
+    for each recipient when the message is sent (tasks.notify; the outbox never holds a token)."""
+    return LINK_PLACEHOLDER
+
+
+def page_link(receipt: Receipt) -> str:
+    """The handoff's page without a token (it asks for the link from the message, or a login)."""
+    return f"{portal_url()}/kvittens/{receipt.id}"
 
 
 def _common(session: Session, cfg: OrgConfig, receipt: Receipt, title: str) -> dict[str, object]:
@@ -98,7 +105,7 @@ def queue_request(session: Session, cfg: OrgConfig, receipts: list[Receipt], doc
             cycle_id=first.cycle_id,
             receipt_id=first.id,
             attachment=files if email else None,
-            link=str(context["link"]),
+            link=page_link(first),
         )
         count += 1
     return count
@@ -146,7 +153,7 @@ def queue_delivery(
                 cycle_id=receipt.cycle_id,
                 receipt_id=receipt.id,
                 attachment=files,
-                link=str(context["link"]),
+                link=page_link(receipt),
             )
             count += 1
     for c in unit.contacts:
@@ -165,7 +172,7 @@ def queue_delivery(
             body=body,
             cycle_id=receipt.cycle_id,
             receipt_id=receipt.id,
-            link=str(context["link"]),
+            link=page_link(receipt),
         )
         count += 1
     return count

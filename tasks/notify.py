@@ -50,6 +50,7 @@ from config.schema import Channel, OrgConfig
 from models.db import output_root, with_retry
 from models.tables import Notification, NotificationState, Receipt, utcnow
 from tasks.faults import crash_point
+from tasks.portal_tokens import LINK_PLACEHOLDER, link_at_send
 from tasks.swedish import WEEKDAYS, long_date
 
 __all__ = [
@@ -497,6 +498,7 @@ class _Claimed:
     attachment: str | None
     attempts: int  # after the claim: the number of this attempt
     receipt_key: str | None  # set only when the body holds the code placeholder
+    link: str | None = None  # the recipient's portal link, when the body holds the link placeholder
 
 
 def backoff(attempts: int) -> timedelta:
@@ -510,7 +512,7 @@ def _aware(now: datetime | None) -> datetime | None:
     return now.astimezone(UTC) if now is not None else None
 
 
-def _claim(url: str | None, now: datetime, limit: int, skip_channels: set[str]) -> list[_Claimed]:
+def _claim(url: str | None, now: datetime, limit: int, skip_channels: set[str], valid_days: int = 30) -> list[_Claimed]:
     lease_until = now + LEASE
 
     def fn(session: Session) -> list[_Claimed]:
@@ -544,6 +546,10 @@ def _claim(url: str | None, now: datetime, limit: int, skip_channels: set[str]) 
             if row.receipt_id is not None and CODE_PLACEHOLDER in (row.body + row.subject):
                 receipt = session.get(Receipt, row.receipt_id)
                 receipt_key = receipt.key if receipt is not None else None
+            link = None
+            if row.receipt_id is not None and LINK_PLACEHOLDER in row.body:
+                # Made at send time, per recipient: the outbox never holds a token.
+                link = link_at_send(session, row.receipt_id, row.address, valid_days)
             claimed.append(
                 _Claimed(
                     id=row.id,  # type: ignore[arg-type]
@@ -555,6 +561,7 @@ def _claim(url: str | None, now: datetime, limit: int, skip_channels: set[str]) 
                     attachment=row.attachment,
                     attempts=row.attempts + 1,
                     receipt_key=receipt_key,
+                    link=link,
                 )
             )
         return claimed
@@ -838,6 +845,8 @@ def _prepare(item: _Claimed, channels: Mapping[str, Channel], base_dir: Path, se
     subject, body = item.subject, item.body
     if code is not None:
         subject, body = subject.replace(CODE_PLACEHOLDER, code), body.replace(CODE_PLACEHOLDER, code)
+    if item.link is not None:
+        body = body.replace(LINK_PLACEHOLDER, item.link)
     if channel.kind not in ("email", "webhook"):
         body = f"{body}\n\nReferens: {item.key}"
     attachment = None
@@ -871,7 +880,7 @@ def deliver_outbox(
 
     remaining = max(int(limit), 0)
     while remaining > 0:
-        batch = _claim(url, clock(), min(CLAIM_BATCH, remaining), open_channels)
+        batch = _claim(url, clock(), min(CLAIM_BATCH, remaining), open_channels, cfg.deadlines.code_valid_days)
         if not batch:
             break
         remaining -= len(batch)

@@ -41,6 +41,7 @@ from models.tables import (
 )
 from tasks.cycle import prepare_cycle
 from tasks.deadlines import ESCALATE_EVERY_DAYS, cycle_window, run_watch, stages_for
+from tasks.portal_tokens import LINK_PLACEHOLDER, portal_url
 from tasks.progress import progression_rows, receipt_rows
 from tasks.wheel import resolve_wheel
 
@@ -347,7 +348,10 @@ def test_walking_day_by_day_every_reminder_and_escalation_exactly_once(db_url: s
     r1_day = rows[f"{R1}/remind-1d/epost/anna@testby.example"]
     assert r1_day.subject == f'Påminnelse: kvittera "{PF_TITLE}" senast i morgon'
     assert r1_day.body.startswith("Hej Hälso- och sjukvårdsnämnden,") and r1_day.receipt_id is not None
-    assert r1_day.body.endswith("Länk: http://127.0.0.1:4200/runs") and r1_day.state == NotificationState.PENDING
+    # The stored body holds the link's placeholder (each recipient's portal link is made at send
+    # time: no token in the outbox); the row keeps the handoff's page without a token.
+    assert r1_day.body.endswith(f"Länk: {LINK_PLACEHOLDER}") and r1_day.state == NotificationState.PENDING
+    assert r1_day.link == f"{portal_url()}/kvittens/{r1_day.receipt_id}"
     esc = rows[f"{R1}/escalate-10d/epost/rs@testby.example"]
     # The escalation names who waits for whom (the document in the body).
     assert (
@@ -899,7 +903,8 @@ def test_the_flow_reminds_escalates_delivers_and_shows_the_same_states_everywher
     )
     assert str(escalation["To"]) == "rs@testby.example"
     text = escalation.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Hej Regionstyrelsen," in text and "torsdag 22 mars 2029" in text and "Länk: http://127.0.0.1:4200" in text
+    assert "Hej Regionstyrelsen," in text and "torsdag 22 mars 2029" in text
+    assert f"Länk: {portal_url()}/l/" in text and LINK_PLACEHOLDER not in text
 
     # 4. The artifacts, read back through the API, hold the same rows as the database.
     with session_scope() as s:
