@@ -265,9 +265,8 @@ def test_sign_dispute_and_resume_hand_the_users_configuration_to_the_resume(
 
 def test_receipt_list_and_show_print_what_the_database_holds(issued: list[int], monkeypatch) -> None:
     from config.loader import load_config
-    from tasks.receipts import SignRequest, code_for, dispute, sign, step_text
-
     from flows import cli
+    from tasks.receipts import SignRequest, code_for, dispute, sign, step_text
 
     monkeypatch.setattr(cli.out, "width", 200)  # the parser reads whole cells: no header wraps
     cfg = load_config("region")
