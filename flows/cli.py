@@ -588,11 +588,13 @@ def demo(
     year: Annotated[int, typer.Option(help="Plan year of the demonstration.")] = 2028,
     fresh: Annotated[bool, typer.Option(help="Start from an empty application database and output folder.")] = False,
 ) -> None:
-    """Run a whole demonstration year: every phase and follow-up through the served deployments,
-    receipts signed by a simulated receiver reading the one-time codes from a local mail server.
+    """Run a whole demonstration year: every phase and follow-up through the served deployments;
+    simulated committees and units act in the portal from the links in the e-mails a local mail
+    server received (download, fill in, upload, agree or dispute); a deadline-watch run ends it.
 
-    Starts the local Prefect server (with its UI) and the serving process if they are not
-    running, and leaves them up for browsing; `styrkedja down` stops them.
+    Starts the local Prefect server (with its UI), the portal (STYRKEDJA_PORTAL_PORT, default
+    8400) and the serving process if they are not running, and leaves them up for browsing;
+    `styrkedja down` stops them.
     """
     from flows.demo import run_demo
 
@@ -601,11 +603,12 @@ def demo(
 
 @app.command()
 def down() -> None:
-    """Stop the local Prefect server and the serving process started by `demo`."""
+    """Stop the local Prefect server, the serving process and the portal started by `demo`."""
     from flows.local_server import stop_all
 
-    stopped = stop_all()
-    out.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    names = {"portal": "portalen", "serve": "driftsättningarna", "prefect-server": "Prefect-servern"}
+    stopped = [names.get(n, n) for n in stop_all()]
+    out.print("Stoppade: " + ", ".join(stopped) if stopped else "Inget var igång.")
 
 
 @app.command("init-db")

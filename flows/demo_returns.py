@@ -83,8 +83,15 @@ def plan(cfg: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def hand_in(config: str, year: int, occasion_key: str, units: Sequence[str], folder: str) -> int:
-    """Fill in and submit both follow-up documents of each unit; returns the files handed in."""
+def hand_in(
+    config: str, year: int, occasion_key: str, units: Sequence[str], folder: str, links: dict[str, str] | None = None
+) -> int:
+    """Fill in and hand back both follow-up documents of each unit; returns the files handed in.
+    With `links` (unit → the portal link of its request) each unit downloads its templates from the
+    portal and uploads its return there, as a secretary does; without, the files go straight to
+    the return path (the tests' shortcut)."""
+    from portal.client import PortalClient
+
     cfg = load_config(config)
     occasion = find_occasion(cfg, year, occasion_key)
     what = plan(cfg)
@@ -100,34 +107,46 @@ def hand_in(config: str, year: int, occasion_key: str, units: Sequence[str], fol
     count = 0
     for unit in units:
         sheet, story = docs[(unit, "uppfoljning")], docs[(unit, "uppfoljning_berattelse")]
-        filled = tmp / f"{unit}_{occasion.key}.xlsx"
-        _fill_workbook(out / sheet.relpath, filled, unit, what[unit])
-        submit_file(cfg, filled, actor=f"demo:{unit}")
         extra = (("occasion", occasion.name), ("occasion_key", occasion.key))
         fields = catalog.expected(cfg, year, DocRequest(story.kind, story.phase, unit, story.version, extra)).fields
-        filled = tmp / f"{unit}_{occasion.key}.docx"
-        _fill_story(out / story.relpath, filled, unit, fields, what[unit], cfg)
-        submit_file(cfg, filled, actor=f"demo:{unit}")
+        filled_sheet, filled_story = tmp / f"{unit}_{occasion.key}.xlsx", tmp / f"{unit}_{occasion.key}.docx"
+        link = (links or {}).get(unit)
+        if link is None:
+            _fill_workbook(out / sheet.relpath, filled_sheet, unit, what[unit])
+            _fill_story(out / story.relpath, filled_story, unit, fields, what[unit], cfg)
+            for path in (filled_sheet, filled_story):
+                submit_file(cfg, path, actor=f"demo:{unit}")
+        else:
+            with PortalClient.open(link) as page:
+                got = {p.suffix: p for p in page.download(tmp / "hamtat" / unit)}
+                _fill_workbook(got[".xlsx"], filled_sheet, unit, what[unit])
+                _fill_story(got[".docx"], filled_story, unit, fields, what[unit], cfg)
+                for path in (filled_sheet, filled_story):
+                    page.upload(path)
         count += 2
     return count
 
 
-def hand_in_all(config: str, year: int, occasion_key: str, folder: Path, workers: int = 2) -> int:
-    """Every unit's return, in `workers` processes (filling and reading back is CPU-bound)."""
+def hand_in_all(
+    config: str, year: int, occasion_key: str, folder: Path, workers: int = 2, links: dict[str, str] | None = None
+) -> int:
+    """Every unit's return, in `workers` processes (filling and reading back is CPU-bound). With
+    `links`, only the units whose request has arrived, each through the portal."""
     cfg = load_config(config)
-    waiting = _not_returned(occasion_key)
-    units = [u for u in plan(cfg) if u in waiting]  # a second demonstration run hands in nothing twice
+    waiting = not_returned(occasion_key)
+    # A second demonstration run hands in nothing twice.
+    units = [u for u in plan(cfg) if u in waiting and (links is None or u in links)]
     if not units:
         return 0
     chunks = [units[i::workers] for i in range(workers)]
     # forkserver: the demo process has threads (the mail server, the progress bar).
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(hand_in, config, year, occasion_key, c, str(folder)) for c in chunks if c]
+        futures = [pool.submit(hand_in, config, year, occasion_key, c, str(folder), links) for c in chunks if c]
         return sum(f.result() for f in futures)
 
 
-def _not_returned(occasion_key: str) -> set[str]:
+def not_returned(occasion_key: str) -> set[str]:
     """Units whose follow-up receipt of the occasion still waits for their return."""
     with session_scope() as s:
         rows = s.exec(

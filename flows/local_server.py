@@ -46,9 +46,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def is_healthy(url: str | None = None, timeout: float = 1.0) -> bool:
+def is_healthy(url: str | None = None, timeout: float = 1.0, path: str = "/health") -> bool:
     try:
-        return httpx.get(f"{url or api_url()}/health", timeout=timeout).status_code == 200
+        return httpx.get(f"{url or api_url()}{path}", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -120,6 +120,32 @@ def ensure_serving(timeout: float = 120.0) -> bool:
     raise RuntimeError(f"the deployments were not registered within {timeout:.0f} s; see {home() / 'serve.log'}")
 
 
+DEFAULT_PORTAL_PORT = 8400
+
+
+def portal_port() -> int:
+    return int(os.environ.get("STYRKEDJA_PORTAL_PORT", str(DEFAULT_PORTAL_PORT)))
+
+
+def ensure_portal(config: str | None = None, timeout: float = 60.0) -> str:
+    """Start `styrkedja portal` unless one answers on its port; its address. The address goes into
+    STYRKEDJA_PORTAL_URL before anything sends a message, so every link points where it really runs."""
+    url = f"http://127.0.0.1:{portal_port()}"
+    os.environ["STYRKEDJA_PORTAL_URL"] = url
+    if is_healthy(url, path="/halsa"):
+        return url
+    args = [_bin("styrkedja"), "portal", "--port", str(portal_port())]
+    _spawn("portal", [*args, "--config", config] if config else args)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_healthy(url, path="/halsa"):
+            return url
+        if _alive("portal") is None:
+            raise RuntimeError(f"the portal did not start; see {home() / 'portal.log'}")
+        time.sleep(0.3)
+    raise RuntimeError(f"the portal did not answer within {timeout:.0f} s; see {home() / 'portal.log'}")
+
+
 def deployments_registered() -> bool:
     try:
         r = httpx.get(f"{api_url()}/deployments/name/sign-receipt/sign-receipt", timeout=2.0)
@@ -131,7 +157,7 @@ def deployments_registered() -> bool:
 def stop_all() -> list[str]:
     """Stop what ensure_server/ensure_serving started; returns what was stopped."""
     stopped = []
-    for name in ("serve", "prefect-server"):
+    for name in ("portal", "serve", "prefect-server"):
         pid = _alive(name)
         if pid is None:
             continue

@@ -43,7 +43,7 @@ from tasks.portal_tokens import (
     recipient_of,
     record_failure,
     release_use,
-    was_used,
+    uses,
 )
 from tasks.receipts import MAX_COMMENT, SignRequest, code_for, step_text
 from tasks.returns import MAX_FILE_BYTES, content_labels
@@ -216,7 +216,12 @@ def create_app(config: str | None = None) -> FastAPI:
             assert receipt is not None
             ctx = views.handoff(session, cfg, receipt, who, today_stockholm(), labels)
             if claims is not None:
-                ctx["used"] = {a: was_used(session, claims, a) for a in ("decide", "upload")}
+                done = uses(session, claims)
+                fill = [d.id for d in ctx.get("documents", [])]
+                ctx["used"] = {
+                    "decide": "decide" in done,
+                    "upload": bool(fill) and all(f"upload:{i}" in done for i in fill),
+                }
                 ctx["view_only"] = claims.purpose != "act"
             else:
                 ctx["used"], ctx["view_only"] = {}, True
@@ -391,13 +396,23 @@ def create_app(config: str | None = None) -> FastAPI:
             if receipt.state not in (ReceiptState.ISSUED, ReceiptState.ACKNOWLEDGED):
                 raise Refused(400, f"Överlämningen är {step_text(receipt.mode, receipt.state)}; inget tas emot.")
             addr = client(request)
-            claim_use(claims, "upload", addr)
+            claimed: list[str] = []
+            own = _own_return(receipt, name)
+
+            def check(doc: Document) -> None:
+                # Single use per document, not per link: a handoff with several templates (a
+                # follow-up's workbook and report) is handed back through the one link it came with.
+                own(doc)
+                claim_use(claims, f"upload:{doc.id}", addr)
+                claimed.append(f"upload:{doc.id}")
+
             try:
-                result = submit_bytes(
-                    cfg, name, data, actor=f"{who.label} via portalen ({addr})", check=_own_return(receipt, name)
-                )
+                result = submit_bytes(cfg, name, data, actor=f"{who.label} via portalen ({addr})", check=check)
+            except TokenError:
+                raise
             except UserError as exc:
-                release_use(claims, "upload")
+                for action in claimed:
+                    release_use(claims, action)
                 _audit_upload_refused(request, receipt_id, name, str(exc))
                 raise Refused(400, f"Filen togs inte emot: {str(exc).rstrip('.')}. Inget sparades.") from None
         except TokenError as exc:

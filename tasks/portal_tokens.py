@@ -258,13 +258,9 @@ def release_use(claims: Claims, action: str, url: str | None = None) -> None:
     with_retry(work, url)
 
 
-def was_used(session: Session, claims: Claims, action: str) -> bool:
-    return (
-        session.exec(
-            select(PortalTokenUse.id).where(PortalTokenUse.token_id == claims.token_id, PortalTokenUse.action == action)
-        ).first()
-        is not None
-    )
+def uses(session: Session, claims: Claims) -> set[str]:
+    """The actions this link has been used for ("decide", "upload:<document id>")."""
+    return set(session.exec(select(PortalTokenUse.action).where(PortalTokenUse.token_id == claims.token_id)).all())
 
 
 def locked_out(session: Session, client: str, receipt_id: int | None, now: datetime | None = None) -> str | None:
