@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,15 @@ def create_app(config: str | None = None) -> FastAPI:
     region) over the database at STYRKEDJA_DATABASE_URL."""
     config = config or os.environ.get("STYRKEDJA_CONFIG") or None
     cfg = load_config(config)
-    app = FastAPI(title="Kvittensportalen", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The first people after a (re)start should not pay for compiling the pages and opening
+        # the database connections: do both before the worker takes requests.
+        await run_in_threadpool(_warm_up, templates)
+        yield
+
+    app = FastAPI(title="Kvittensportalen", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(security.SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -593,6 +603,17 @@ def create_app(config: str | None = None) -> FastAPI:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+WARM_CONNECTIONS = 4  # about what a worker's thread pool uses at once under load
+
+
+def _warm_up(templates: Jinja2Templates) -> None:
+    for name in templates.env.list_templates(filter_func=lambda n: n.endswith(".html")):
+        templates.env.get_template(name)
+    with ExitStack() as stack:
+        for _ in range(WARM_CONNECTIONS):
+            stack.enter_context(read_session()).connection()
 
 
 def _resume(receipt: Receipt, actor: str, config: str | None) -> None:
