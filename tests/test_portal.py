@@ -25,12 +25,16 @@ from secretary import fill_docx
 from sqlmodel import func, select
 
 from config.loader import load_config
+from flows import demo_authors
+from flows.demo_portal import link_target
 from models.db import session_scope
 from models.tables import AuditEntry, PortalTokenUse, Receipt, ReceiptState, Submission
 from portal.app import create_app
 from portal.client import PortalClient, PortalError, message_of
 from portal.logs import RedactTokens, redact
 from portal.security import csrf_token
+from tasks.distribution import distribute
+from tasks.handoffs import handoffs_for_phase
 from tasks.portal_tokens import CLIENT_LIMIT, RECEIPT_LIMIT, link_at_send, make_token, portal_link
 
 BASE = "http://testserver"
@@ -93,6 +97,7 @@ def test_secretary_hands_in_and_the_board_signs(world, app, tmp_path):
     # the link's token is deterministic (a message written twice carries the same link), and the
     # outbox's sender derives the same one from the row's receipt and address
     assert portal_link(cfg, hsn, "hsn@norrsjo.example") == secretary_link
+    assert link_target(secretary_link) == (hsn.id, "hsn@norrsjo.example")  # what the demo's people read
     with session_scope(world.url) as s:
         assert link_at_send(s, hsn.id, "hsn@norrsjo.example", cfg.deadlines.code_valid_days) == secretary_link
 
@@ -152,6 +157,41 @@ def test_secretary_hands_in_and_the_board_signs(world, app, tmp_path):
         unit = http.get("/enhet/RS")
         assert unit.status_code == 200 and "Regionstyrelsen" in unit.text
         assert http.get("/enhet/HSN").status_code == 401  # not this link's unit
+
+
+def test_a_handoff_with_two_documents_is_handed_in_through_its_one_link(world, app, tmp_path):
+    """An operational plan asks for a Word plan and an Excel budget: one link hands in each once."""
+    cfg = world.cfg
+    [vp] = [h for h in handoffs_for_phase(cfg, YEAR, "operational_plans") if h.sender == "HSN"]
+    distribute(cfg, world.cycle_id, "operational_plans", [vp], world.out, actor="test", url=world.url)
+    receipt = world.receipt("operational_plans", sender="HSN")
+    link = portal_link(cfg, receipt, "hsn@norrsjo.example")
+    with browser(app) as http, PortalClient.open(link, client=http) as sec:
+        got = sec.download(tmp_path / "ner")
+        assert sorted(p.suffix for p in got) == [".docx", ".xlsx"]
+        filled = []
+        for src in got:
+            dst = tmp_path / src.name
+            if src.suffix == ".docx":
+                demo_authors.fill_docx(src, dst, "Hälso- och sjukvårdsnämnden")
+            else:
+                demo_authors.fill_xlsx(src, dst, "Hälso- och sjukvårdsnämnden", YEAR)
+            filled.append(dst)
+        assert "inlämnat och mottaget" in sec.upload(filled[0])
+        assert "Lämna in" in sec.html  # the other document is still to come
+        # the same document again through the same link: refused, nothing stored
+        before = snapshot(world.url)
+        with pytest.raises(PortalError) as exc:
+            sec.upload(filled[0])
+        assert exc.value.status == 409 and "redan använts" in str(exc.value)
+        assert snapshot(world.url) == before
+        sec.reload()
+        sec.upload(filled[1])
+        assert "redan lämnat in" in sec.reload()
+    with session_scope(world.url) as s:
+        subs = s.exec(select(Submission)).all()
+        assert len(subs) == 2
+        assert s.get(Receipt, receipt.id).state == ReceiptState.ACKNOWLEDGED
 
 
 def test_dispute_needs_a_comment_and_decision_handoffs(world, app):
