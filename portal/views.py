@@ -37,10 +37,26 @@ ACTION_SV = {
     "phase_resumed_override": "Fasen fortsatte utan alla kvittenser (operatörens beslut)",
     "phase_triggered": "Fasen startades",
     "gate_override": "Grinden åsidosattes",
+    "gate_overridden": "Grinden åsidosattes",
+    "gate_refused": "Grinden höll fasen: det som krävs före är inte klart",
+    "hand_up_overridden": "Rapporten uppåt släpptes av en operatör",
+    "phase_started": "Fasen startade",
+    "phase_running": "Fasen körs",
+    "phase_waiting": "Fasen väntar på kvittenser",
+    "phase_completed": "Fasen blev klar",
+    "phase_failed": "Fasen misslyckades",
+    "phase_resume_failed": "Fasen kunde inte fortsätta",
+    "phase_restarted_after_crash": "Fasen startades om efter ett avbrott",
+    "phase_restarted_after_lost_run": "Fasen startades om efter en förlorad körning",
+    "milestone_done": "Milstolpen är klar",
+    "notification_requeued": "Ett meddelande köades för nytt utskick",
+    "raised_item_acted_on": "En lyft fråga åtgärdades",
+    "cycle_imported": "Planåret lästes in från ett arkiv",
 }
 
 
 _RECEIPT_KEY = re.compile(r"^[^/]+/(\d{4})/[a-z_]+/[^/]+/([^/>]+)->([^/]+)/v(\d+)$")
+_RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DOC_KEY = re.compile(r"^[^/]+/(\d{4})/[a-z_]+/([^/]+)/[^/]+/v(\d+)$")
 
 
@@ -54,6 +70,8 @@ def subject_text(cfg: OrgConfig, subject: str | None) -> str:
         return f"dokument från {unit_name(cfg, m[2])}, version {m[3]}"
     if subject.startswith("receipt "):
         return "kvittens " + subject.removeprefix("receipt ")
+    if _RUN_ID.match(subject):
+        return f"körning {subject[:8]}"  # a Prefect flow run: its short id, as the UI shows it
     return subject
 
 

@@ -183,3 +183,23 @@ def test_pdf_of_every_kind_has_no_broken_word(years: list[tuple[OrgConfig, list[
         assert pdf.is_file() and _pdf_pages(pdf) >= 1, kind
         broken += broken_words(f, pdf)
     assert not broken, "\n".join(broken[:30])
+
+
+def test_every_audited_action_has_a_swedish_name_on_the_operators_page():
+    """The audit page names each event in Swedish: every action the code audits is in ACTION_SV."""
+    import re
+    from pathlib import Path
+
+    from models.tables import PhaseState
+    from portal.views import ACTION_SV
+
+    root = Path(__file__).resolve().parent.parent
+    found: set[str] = set()
+    for path in [*root.glob("tasks/**/*.py"), *root.glob("flows/*.py"), *root.glob("portal/*.py")]:
+        found |= set(re.findall(r'action="([a-z_]+)"', path.read_text(encoding="utf-8")))
+    found |= {f"phase_{s}" for s in PhaseState}  # tasks.phase_steps audits f"phase_{state}"
+    for verb in ("agreed", "disputed"):  # tasks.receipts: the decision, on behalf, refused
+        found |= {f"receipt_{verb}", f"receipt_{verb}_on_behalf", f"refused_{verb}"}
+    assert len(found) > 20
+    missing = sorted(a for a in found if a not in ACTION_SV)
+    assert not missing, f"no Swedish name for {missing}"
