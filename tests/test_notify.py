@@ -550,7 +550,7 @@ def test_two_senders_at_once_deliver_each_message_exactly_once(db_url: str, smtp
     def run() -> None:
         try:
             barrier.wait()
-            reports.append(deliver_outbox(cfg, db_url, limit=500))
+            reports.append(deliver_outbox(cfg, db_url))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
