@@ -49,6 +49,7 @@ from sqlmodel import Session, select
 from config.schema import Channel, OrgConfig
 from models.db import output_root, with_retry
 from models.tables import Notification, NotificationState, Receipt, utcnow
+from tasks import smtp_pool
 from tasks.faults import crash_point
 from tasks.portal_tokens import LINK_PLACEHOLDER, link_at_send
 from tasks.swedish import WEEKDAYS, long_date
@@ -787,6 +788,7 @@ def _send(
     import apprise  # imported late: loading its plugins takes ~0.5 s
 
     _reuse_tls_contexts()
+    smtp_pool.install()
 
     with _apprise_errors(hidden) as lines:
         asset = apprise.AppriseAsset(app_id="Styrkedja", app_desc="Styrkedja", timezone="Europe/Stockholm")
@@ -913,7 +915,8 @@ def deliver_outbox(
         lane_report = DeliveryReport()
         tripped = False
         try:
-            tripped = _deliver_lane(url, cfg, channel_id, channels, base, clock, take, lane_report)
+            with smtp_pool.reused_connections():  # one SMTP connection for the lane's messages
+                tripped = _deliver_lane(url, cfg, channel_id, channels, base, clock, take, lane_report)
         finally:
             with lock:
                 for name in ("sent", "retried", "failed", "deferred"):
