@@ -27,36 +27,42 @@ _MARK = "\x00"
 
 def _plain(value: Any) -> str | None:
     """The printed text of a value the skeleton can take, or None if it must be rendered in full."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is not str or not value or value[-1].isspace() or "\n" in value or "\r" in value or _MARK in value:
         return None
-    text = str(value)
-    if not text or text != text.rstrip() or "\n" in text or "\r" in text or _MARK in text:
-        return None
-    return text
+    return value
 
 
 class Skeletons:
     """A per-run cache of rendered skeletons."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], tuple[str, str, tuple[str, ...]]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def render(self, name: str, context: Mapping[str, Any]) -> tuple[str, str]:
-        plain = {k: _plain(v) for k, v in context.items() if k in PLAIN_FIELDS}
-        if any(v is None for v in plain.values()):
+        names = tuple(context)
+        shape = self._shapes.get((name, names))
+        if shape is None:
+            fields = tuple(sorted(k for k in names if k in PLAIN_FIELDS))
+            steer = tuple(sorted(k for k in names if k not in PLAIN_FIELDS))
+            shape = self._shapes[(name, names)] = (fields, steer)
+        fields, steer = shape
+        values = [_plain(context[k]) for k in fields]
+        if None in values:
             return render_message(name, context)
-        fields = tuple(sorted(plain))
-        steer = tuple(sorted((k, v) for k, v in context.items() if k not in PLAIN_FIELDS))
-        key = (name, fields, steer)
+        key = (name, fields, *(context[k] for k in steer))
         cached = self._cache.get(key)
         if cached is None:
             marked = dict(context) | {k: f"{_MARK}{i}{_MARK}" for i, k in enumerate(fields)}
-            subject, body = render_message(name, marked)
-            if len(subject) >= _SUBJECT_LIMIT:  # clipped: the filled-in subject must be clipped afresh
+            cached = render_message(name, marked)
+            if len(cached[0]) >= _SUBJECT_LIMIT:  # clipped: the filled-in subject must be clipped afresh
                 return render_message(name, context)
-            cached = self._cache[key] = (subject, body, fields)
-        subject, body, fields = cached
-        for i, k in enumerate(fields):
-            mark, value = f"{_MARK}{i}{_MARK}", plain[k] or ""
-            subject, body = subject.replace(mark, value), body.replace(mark, value)
+            self._cache[key] = cached
+        subject, body = cached
+        for i, value in enumerate(values):
+            mark = f"{_MARK}{i}{_MARK}"
+            subject, body = subject.replace(mark, value), body.replace(mark, value)  # type: ignore[arg-type]
         return _clip(_one_line(subject), _SUBJECT_LIMIT), body
