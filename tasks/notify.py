@@ -8,7 +8,9 @@ due, at least once and, as long as nothing crashes between sending and marking, 
    (next_attempt_at = now + LEASE) and attempts + 1. On PostgreSQL the rows are locked with SKIP
    LOCKED, on SQLite the write lock is taken up front; every claim is also a compare-and-set on
    `attempts`, so two concurrent senders never claim the same row.
-2. send each row with apprise, outside any transaction.
+2. send each row with apprise, outside any transaction: one lane (thread) per channel, so a channel
+   that is down or slow never holds up another; an e-mail lane reuses one SMTP connection
+   (tasks.smtp_pool). The lanes loop until nothing is due: a run leaves no due message behind.
 3. mark it sent (state sent, sent_at), or record the failure in its own short transaction:
    last_error (secrets masked), next_attempt_at = now + backoff (1, 2, 4, ... minutes, at most
    6 hours), and after MAX_ATTEMPTS attempts state failed (kept, never deleted).
