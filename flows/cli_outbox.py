@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @outbox_app.command("send")
     @user_errors
     def outbox_send(
-        limit: Annotated[int, typer.Option(min=1, help="Send at most this many.")] = 500,
+        limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many (default: all due).")] = None,
         config: ConfigOpt = None,
     ) -> None:
         """Send the notifications that are due now (what every phase run and deadline watch does)."""

@@ -49,6 +49,7 @@ from models.db import get_engine, session_scope, with_retry
 from models.tables import Cycle, Document, Milestone, Notification, NotificationState, Receipt, ReceiptState, utcnow
 from tasks.calendar import today_stockholm
 from tasks.followup_calendar import occasions
+from tasks.message_skeletons import Skeletons
 from tasks.messages import phase_links
 from tasks.notify import render_message
 from tasks.portal_tokens import LINK_PLACEHOLDER, portal_url
@@ -361,8 +362,15 @@ def notification_key(base: str, stage: Stage, recipient: Recipient) -> str:
 
 
 def _message(
-    cfg: OrgConfig, names: _Recipients, item: DueItem, stage: Stage, target: str, link: str
+    cfg: OrgConfig,
+    names: _Recipients,
+    item: DueItem,
+    stage: Stage,
+    target: str,
+    link: str,
+    skeletons: Skeletons | None = None,
 ) -> tuple[str, str]:
+    render = skeletons.render if skeletons is not None else render_message
     common: dict[str, Any] = {
         "organisation": cfg.organisation.name,
         "title": item.name,
@@ -376,11 +384,11 @@ def _message(
             phase = item.phase
         common |= {"phase": phase, "year": item.year}
         if stage.kind == "reminder":
-            return render_message(
+            return render(
                 "milestone_reminder",
                 common | {"unit": names.name(target), "days": stage.days, "milestone_key": item.key},
             )
-        return render_message(
+        return render(
             "milestone_escalation",
             common | {"unit": names.name(target), "overdue_unit": names.name(item.actor), "days_overdue": -stage.days},
         )
@@ -388,12 +396,12 @@ def _message(
     if item.disputed:
         receiver = names.name(item.receiver or "")
         if stage.kind == "reminder":
-            return render_message(
+            return render(
                 "dispute_reminder",
                 common
                 | {"unit": names.name(target), "receiver": receiver, "days": stage.days, "version": item.version},
             )
-        return render_message(
+        return render(
             "dispute_escalation",
             common
             | {
@@ -406,10 +414,10 @@ def _message(
     if item.step == "retur":
         receiver = names.name(item.receiver or "")
         if stage.kind == "reminder":
-            return render_message(
+            return render(
                 "return_reminder", common | {"unit": names.name(target), "receiver": receiver, "days": stage.days}
             )
-        return render_message(
+        return render(
             "return_escalation",
             common
             | {
@@ -420,8 +428,8 @@ def _message(
             },
         )
     if stage.kind == "reminder":
-        return render_message("reminder", common | {"unit": names.name(target), "days": stage.days})
-    return render_message(
+        return render("reminder", common | {"unit": names.name(target), "days": stage.days})
+    return render(
         "escalation",
         common
         | {
@@ -503,6 +511,7 @@ def run_watch(cfg: OrgConfig, as_of: date | None = None, url: str | None = None)
     fallback_link = cfg.organisation.ui_url.rstrip("/") + "/runs"
     rows: list[tuple[Any, ...]] = []
     now = utcnow()
+    skeletons = Skeletons()  # each template rendered once per kind, filled in per item
     for p in fresh:
         link = links.get((p.item.cycle_id, p.item.phase, p.item.occasion)) or links.get(
             (p.item.cycle_id, p.item.phase, ""), fallback_link
@@ -510,10 +519,10 @@ def run_watch(cfg: OrgConfig, as_of: date | None = None, url: str | None = None)
         if p.item.receipt_id is not None:
             # A receipt's reminder opens its page in the portal: the link is made per recipient at
             # send time (tasks.notify); the row keeps the page without a token.
-            subject, body = _message(cfg, names, p.item, p.stage, p.target, LINK_PLACEHOLDER)
+            subject, body = _message(cfg, names, p.item, p.stage, p.target, LINK_PLACEHOLDER, skeletons)
             link = f"{portal_url()}/kvittens/{p.item.receipt_id}"
         else:
-            subject, body = _message(cfg, names, p.item, p.stage, p.target, link)
+            subject, body = _message(cfg, names, p.item, p.stage, p.target, link, skeletons)
         subject = " ".join(subject.split())[:MAX_SUBJECT]
         base = p.item.base_key
         for r in p.recipients:

@@ -8,7 +8,9 @@ due, at least once and, as long as nothing crashes between sending and marking, 
    (next_attempt_at = now + LEASE) and attempts + 1. On PostgreSQL the rows are locked with SKIP
    LOCKED, on SQLite the write lock is taken up front; every claim is also a compare-and-set on
    `attempts`, so two concurrent senders never claim the same row.
-2. send each row with apprise, outside any transaction.
+2. send each row with apprise, outside any transaction: one lane (thread) per channel, so a channel
+   that is down or slow never holds up another; an e-mail lane reuses one SMTP connection
+   (tasks.smtp_pool). The lanes loop until nothing is due: a run leaves no due message behind.
 3. mark it sent (state sent, sent_at), or record the failure in its own short transaction:
    last_error (secrets masked), next_attempt_at = now + backoff (1, 2, 4, ... minutes, at most
    6 hours), and after MAX_ATTEMPTS attempts state failed (kept, never deleted).
@@ -31,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -49,6 +51,7 @@ from sqlmodel import Session, select
 from config.schema import Channel, OrgConfig
 from models.db import output_root, with_retry
 from models.tables import Notification, NotificationState, Receipt, utcnow
+from tasks import smtp_pool
 from tasks.faults import crash_point
 from tasks.portal_tokens import LINK_PLACEHOLDER, link_at_send
 from tasks.swedish import WEEKDAYS, long_date
@@ -512,19 +515,35 @@ def _aware(now: datetime | None) -> datetime | None:
     return now.astimezone(UTC) if now is not None else None
 
 
-def _claim(url: str | None, now: datetime, limit: int, skip_channels: set[str], valid_days: int = 30) -> list[_Claimed]:
+def _due_channels(url: str | None, now: datetime, skip_channels: set[str]) -> list[str]:
+    """The channels that have rows due now (each gets its own sending lane)."""
+
+    def fn(session: Session) -> list[str]:
+        query = (
+            select(Notification.channel_id)
+            .where(Notification.state == NotificationState.PENDING, Notification.next_attempt_at <= now)
+            .distinct()
+        )
+        return sorted(c for c in session.exec(query).all() if c not in skip_channels)
+
+    return with_retry(fn, url)
+
+
+def _claim(url: str | None, now: datetime, limit: int, channel_id: str, valid_days: int = 30) -> list[_Claimed]:
     lease_until = now + LEASE
 
     def fn(session: Session) -> list[_Claimed]:
         query = (
             select(Notification)
-            .where(Notification.state == NotificationState.PENDING, Notification.next_attempt_at <= now)
+            .where(
+                Notification.state == NotificationState.PENDING,
+                Notification.next_attempt_at <= now,
+                Notification.channel_id == channel_id,
+            )
             .order_by(Notification.next_attempt_at, Notification.id)  # type: ignore[arg-type]
             .limit(limit)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite already holds the write lock
         )
-        if skip_channels:
-            query = query.where(Notification.channel_id.notin_(skip_channels))  # type: ignore[attr-defined]
         rows = session.exec(query).all()
         claimed: list[_Claimed] = []
         for row in rows:
@@ -771,6 +790,7 @@ def _send(
     import apprise  # imported late: loading its plugins takes ~0.5 s
 
     _reuse_tls_contexts()
+    smtp_pool.install()
 
     with _apprise_errors(hidden) as lines:
         asset = apprise.AppriseAsset(app_id="Styrkedja", app_desc="Styrkedja", timezone="Europe/Stockholm")
@@ -859,10 +879,15 @@ def deliver_outbox(
     cfg: OrgConfig,
     url: str | None = None,
     now: datetime | None = None,
-    limit: int = 500,
+    limit: int | None = None,
     base_dir: Path | None = None,
 ) -> DeliveryReport:
-    """Send the due notifications (at most `limit`); never raises because a channel is down.
+    """Send every due notification (or at most `limit`); never raises because a channel is down.
+
+    One sending lane (a thread) per channel, so a channel that is slow or down never holds up the
+    others; each lane claims its channel's rows in batches and loops until none is due, or until
+    its breaker opens (CHANNEL_BREAKER failures in a row). Rows that fall due while the lanes run
+    (queued meanwhile, a lease given back) are picked up by another round before returning.
 
     `url` is the application database (default: the configured one); `now` fixes the clock (aware
     UTC; tests step it to pass the backoff); `base_dir` is where attachment paths are relative to
@@ -872,30 +897,97 @@ def deliver_outbox(
     base = base_dir if base_dir is not None else output_root()
     channels = {c.id: c for c in cfg.channels}
     report = DeliveryReport()
-    channel_failures: dict[str, int] = {}
+    lock = threading.Lock()
     open_channels: set[str] = set()
+    budget: list[int | None] = [None if limit is None else max(int(limit), 0)]
 
     def clock() -> datetime:
         return fixed_now if fixed_now is not None else utcnow()
 
-    remaining = max(int(limit), 0)
-    while remaining > 0:
-        batch = _claim(url, clock(), min(CLAIM_BATCH, remaining), open_channels, cfg.deadlines.code_valid_days)
-        if not batch:
+    def take(n: int) -> int:
+        """Reserve up to n sends of the budget (a negative n gives unused ones back)."""
+        with lock:
+            if budget[0] is None:
+                return n
+            granted = min(n, budget[0])
+            budget[0] -= granted
+            return granted
+
+    def lane(channel_id: str) -> None:
+        lane_report = DeliveryReport()
+        tripped = False
+        try:
+            with smtp_pool.reused_connections():  # one SMTP connection for the lane's messages
+                tripped = _deliver_lane(url, cfg, channel_id, channels, base, clock, take, lane_report)
+        finally:
+            with lock:
+                for name in ("sent", "retried", "failed", "deferred"):
+                    setattr(report, name, getattr(report, name) + getattr(lane_report, name))
+                if tripped:
+                    open_channels.add(channel_id)
+
+    errors: list[BaseException] = []
+
+    def run(channel_id: str) -> None:
+        try:
+            lane(channel_id)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    while budget[0] is None or budget[0] > 0:
+        due = _due_channels(url, clock(), open_channels)
+        if not due:
             break
-        remaining -= len(batch)
+        errors.clear()
+
+        if len(due) == 1:
+            run(due[0])
+        else:
+            threads = [threading.Thread(target=run, args=(c,), name=f"outbox-{c}") for c in due]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+    report.pending_left = _count_pending(url)
+    return report
+
+
+def _deliver_lane(
+    url: str | None,
+    cfg: OrgConfig,
+    channel_id: str,
+    channels: Mapping[str, Channel],
+    base: Path,
+    clock: Callable[[], datetime],
+    take: Callable[[int], int],
+    report: DeliveryReport,
+) -> bool:
+    """One channel's lane: claim, send, mark, until nothing of this channel is due. True if the
+    channel's breaker opened (the caller skips the channel for the rest of the run)."""
+    channel = channels.get(channel_id)
+    failures = 0
+    while True:
+        size = take(CLAIM_BATCH)
+        if size <= 0:
+            return False
+        batch = _claim(url, clock(), size, channel_id, cfg.deadlines.code_valid_days)
+        if len(batch) < size:
+            take(len(batch) - size)  # give back what was not claimed
+        if not batch:
+            return False
         claimed_at = time.monotonic()
         for item in batch:
             if time.monotonic() - claimed_at > (LEASE - LEASE_MARGIN).total_seconds():
                 _release(url, item, clock(), None)
                 report.deferred += 1
                 continue
-            if item.channel_id in open_channels:
+            if failures >= CHANNEL_BREAKER:
                 note = f"not tried: channel {item.channel_id} failed {CHANNEL_BREAKER} times in a row in this run"
                 _release(url, item, clock() + backoff(max(item.attempts - 1, 1)), note)
                 report.deferred += 1
                 continue
-            channel = channels.get(item.channel_id)
             secrets = _channel_secrets(channel, os.environ) if channel is not None else []
             try:
                 out = _prepare(item, channels, base, secrets)
@@ -913,14 +1005,12 @@ def deliver_outbox(
                 _mark_sent(url, item, clock())
                 report.sent += 1
                 log.info("notification %s sent via %s", item.key, item.channel_id)
-                channel_failures[item.channel_id] = 0
+                failures = 0
                 continue
             _record_failure(url, item, clock(), error, secrets, report)
-            channel_failures[item.channel_id] = channel_failures.get(item.channel_id, 0) + 1
-            if channel_failures[item.channel_id] >= CHANNEL_BREAKER:
-                open_channels.add(item.channel_id)
-    report.pending_left = _count_pending(url)
-    return report
+            failures += 1
+        if failures >= CHANNEL_BREAKER:
+            return True
 
 
 def _record_failure(

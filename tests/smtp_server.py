@@ -42,13 +42,16 @@ class Mailbox:
     mails: list[Mail] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
     delay: float = 0.0
+    drop_data: set[int] = field(default_factory=set)  # close the connection on these DATA commands (1, 2, ...)
+    data_seen: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_seen += 1
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.mode == "tempfail":
             return "451 4.3.0 Tillfälligt fel, försök igen senare"
-        if self.mode == "drop":
+        if self.mode == "drop" or self.data_seen in self.drop_data:
             server.transport.close()
             return "250 OK"
         message = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -75,8 +75,13 @@ def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: S
         pending = s.exec(select(func.count()).select_from(Notification).where(Notification.state == "pending")).one()
     if fault == "after_record":
         assert pending > 0 and smtp.box.received_keys()[sent_before:] == []
+    with session_scope() as s:
+        marked = set(s.exec(select(Notification.key).where(Notification.state == NotificationState.SENT)))
+    in_flight = len([k for k in smtp.box.received_keys()[sent_before:] if k not in marked])
     if fault == "after_send":
-        assert len(smtp.box.received_keys()) == sent_before + 1  # sent, then killed before it was marked
+        # Sent, then killed before it was marked. The channels send in parallel lanes, so the message
+        # in flight is an e-mail (it arrived, unmarked) or the MQTT note (every e-mail that arrived is marked).
+        assert in_flight in (0, 1)
 
     again = _run("planning-prerequisites")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -104,5 +109,5 @@ def test_killed_phase_reruns_to_exactly_once(prefect_api, app_env: Path, smtp: S
     emailed = sorted(n.key for n in outbox if n.channel_id == "epost")
     duplicates = sorted({k for k in smtp.box.received_keys() if smtp.box.received_keys().count(k) > 1})
     assert sorted(set(smtp.box.received_keys())) == emailed
-    assert len(duplicates) == (1 if fault == "after_send" else 0)
+    assert len(duplicates) == (in_flight if fault == "after_send" else 0)
     assert len(smtp.box.received_keys()) == len(emailed) + len(duplicates)

@@ -550,7 +550,7 @@ def test_two_senders_at_once_deliver_each_message_exactly_once(db_url: str, smtp
     def run() -> None:
         try:
             barrier.wait()
-            reports.append(deliver_outbox(cfg, db_url, limit=500))
+            reports.append(deliver_outbox(cfg, db_url))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -564,6 +564,29 @@ def test_two_senders_at_once_deliver_each_message_exactly_once(db_url: str, smtp
     assert Counter(smtp.box.received_keys()) == Counter(keys)  # each once
     assert {r.state for r in rows(db_url).values()} == {NotificationState.SENT}
     assert {r.attempts for r in rows(db_url).values()} == {1}
+
+
+def test_a_run_sends_every_due_message_over_one_connection_per_channel(
+    db_url: str, smtp: SmtpServer, cfg: OrgConfig
+) -> None:
+    keys = [f"pf/HSN/v1/{i:03d}" for i in range(60)]  # more than one claim batch
+    for key in keys:
+        queue(db_url, key)
+    report = deliver_outbox(cfg, db_url)
+    assert (report.sent, report.pending_left) == (60, 0)
+    assert Counter(smtp.box.received_keys()) == Counter(keys)
+    assert len(smtp.box.logins) == 1  # one connection, one login, for the whole lane
+
+
+def test_a_reused_connection_the_server_closed_is_opened_again(db_url: str, smtp: SmtpServer, cfg: OrgConfig) -> None:
+    keys = [f"pf/HSN/v1/{i}" for i in range(5)]
+    for key in keys:
+        queue(db_url, key)
+    smtp.box.drop_data = {2}  # the second message's DATA, on the reused connection
+    report = deliver_outbox(cfg, db_url)
+    assert (report.sent, report.retried, report.pending_left) == (5, 0, 0)
+    assert Counter(smtp.box.received_keys()) == Counter(keys)
+    assert len(smtp.box.logins) == 2  # the first connection and the one opened again
 
 
 @pytest.mark.parametrize("outage", ["stopped", "tempfail", "drop"])
