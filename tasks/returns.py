@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 import zipfile
@@ -181,7 +182,17 @@ def read_limited(path: Path) -> bytes:
         raise _fail(name, "", "är ingen vanlig fil (en mapp eller en länk tas inte emot)")
     if st.st_size > MAX_FILE_BYTES:
         raise _fail(name, "", f"filen är {_mb(st.st_size)}; högst {_mb(MAX_FILE_BYTES)} tas emot")
-    with path.open("rb") as fh:
+    # The name may be swapped for a FIFO, device or link between the checks above and the open:
+    # open without following links and without blocking, then judge what was really opened.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _fail(name, "", "filen finns inte") from None
+    except OSError:
+        raise _fail(name, "", "är ingen vanlig fil (en mapp eller en länk tas inte emot)") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise _fail(name, "", "är ingen vanlig fil (en mapp eller en länk tas inte emot)")
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise _fail(name, "", f"filen är större än {_mb(MAX_FILE_BYTES)}")
