@@ -266,6 +266,12 @@ def _check_members(name: str, infos: list[zipfile.ZipInfo]) -> None:
         lower = i.filename.lower()
         if lower.endswith(("vbaproject.bin", "vbadata.xml")) or "/activex/" in lower:
             raise _fail(name, i.filename, "dokumentet innehåller makron eller ActiveX, som aldrig tas emot")
+        if lower.startswith("xl/macrosheets/"):
+            raise _fail(name, i.filename, "arbetsboken innehåller Excel 4.0-makroblad, som aldrig tas emot")
+        if lower.startswith(("word/embeddings/", "xl/embeddings/")):
+            raise _fail(name, i.filename, "dokumentet innehåller inbäddade objekt, som aldrig tas emot")
+        if lower.startswith("xl/externallinks/"):
+            raise _fail(name, i.filename, "arbetsboken länkar till en annan arbetsbok, vilket aldrig tas emot")
 
 
 def _format(name: str, zf: zipfile.ZipFile, names: set[str]) -> str:
