@@ -222,6 +222,7 @@ def inspect_package(data: bytes, name: str) -> Package:
             _check_members(name, infos)
             fmt = _format(name, zf, {i.filename for i in infos})
             parts, removed = _read_parts(name, zf, infos)
+        _check_active(name, parts)
     except UserError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, KeyError) as exc:
@@ -339,6 +340,38 @@ def _read_parts(name: str, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) ->
             removed += n
         parts[info.filename] = raw
     return parts, removed
+
+
+# Relationships that make Word or Excel fetch or run something from outside when the file opens.
+# Hyperlinks stay allowed (the project's own documents link to what they concern), unless they
+# point at a file share, where opening them hands the reader's Windows credentials to that host.
+_FETCHED_TYPES = ("attachedtemplate", "image", "oleobject", "externallinkpath", "frame", "subdocument", "package")
+_AUTO_NAMES = re.compile(r"^(_xlnm\.)?auto_(open|close|activate|deactivate)", re.IGNORECASE)
+
+
+def _check_active(name: str, parts: dict[str, bytes]) -> None:
+    """Refuse remote templates, images and objects, links to file shares and auto-run names."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    for part, raw in parts.items():
+        lower = part.lower()
+        if lower.endswith(".rels"):
+            for rel in etree.fromstring(raw, parser).iter("{*}Relationship"):
+                target = (rel.get("Target") or "").strip()
+                kind = (rel.get("Type") or "").rsplit("/", 1)[-1].lower()
+                share = target.startswith(("\\\\", "//")) or target.lower().startswith("file:")
+                if (rel.get("TargetMode") or "").lower() == "external" and (kind in _FETCHED_TYPES or share):
+                    what = "en nätverksresurs" if share else "en extern adress"
+                    raise _fail(
+                        name, part, f"dokumentet hämtar innehåll från {what} ({target[:80]}), vilket aldrig tas emot"
+                    )
+        elif lower == "xl/workbook.xml":
+            for dn in etree.fromstring(raw, parser).iter("{*}definedName"):
+                if _AUTO_NAMES.match(dn.get("name") or ""):
+                    raise _fail(
+                        name,
+                        part,
+                        f"arbetsboken har namnet {dn.get('name')}, som startar makron, vilket aldrig tas emot",
+                    )
 
 
 def _keep_ref(ref: bytes) -> bytes:
